@@ -1,0 +1,102 @@
+"""What every kernel launcher shares: argument checks, and autotuning over
+configs declared as data in `tuning/<family>.yaml`.
+
+Tuning: each kernel family lists its candidate configs in `tuning/<family>.yaml`
+(a YAML list; each entry the kernel's constexpr block sizes plus num_warps and
+num_stages; the first entry is the one the interpreter uses, so keep it small); the
+autotune key uses shape buckets (powers of two) so a new sequence length does
+not re-tune, and the chosen config persists in Triton's cache directory
+(`cache_results`), so a second process does not tune again. In the CPU
+interpreter only the first config is kept: autotuning needs a GPU to time on.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import pathlib
+
+import torch
+import triton
+import yaml
+
+from eet_triton._backend import INTERPRET
+from eet_triton.errors import DeviceError, DTypeError, ShapeError
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_TUNING_DIR = pathlib.Path(__file__).with_name("tuning")
+
+
+@functools.cache
+def _declared_configs(family: str) -> list[dict]:
+    return yaml.safe_load((_TUNING_DIR / f"{family}.yaml").read_text())
+
+
+def tuning_configs(family: str) -> list[triton.Config]:
+    """The candidate `triton.Config`s declared in tuning/<family>.yaml."""
+    configs = []
+    for entry in _declared_configs(family):
+        meta = dict(entry)
+        num_warps = meta.pop("num_warps", 4)
+        num_stages = meta.pop("num_stages", 2)
+        configs.append(triton.Config(meta, num_warps=num_warps, num_stages=num_stages))
+    return configs[:1] if INTERPRET else configs
+
+
+def autotune(family: str, key: list[str], **kwargs):
+    """`triton.autotune` over the configs declared for `family`, results persisted on disk."""
+    if not INTERPRET and "cache_results" in inspect.signature(triton.autotune).parameters:
+        kwargs.setdefault("cache_results", True)
+    return triton.autotune(configs=tuning_configs(family), key=key, **kwargs)
+
+
+def shape_bucket(n: int) -> int:
+    """Autotune key for a size that varies between calls (tokens, sequence length)."""
+    return triton.next_power_of_2(max(int(n), 1))
+
+
+def check_tensor(
+    name: str,
+    t: torch.Tensor,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES,
+    shape: tuple[int | None, ...] | None = None,
+) -> None:
+    """Raise a clear EETError unless `t` is a tensor of the given rank, dtype and shape
+    (None in `shape` matches any size) on a device the kernels can run on."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else ndim
+        if t.dim() not in allowed:
+            raise ShapeError(f"{name}: expected {' or '.join(map(str, allowed))} dims, got shape {tuple(t.shape)}")
+    if t.dtype not in dtypes:
+        names = ", ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise DTypeError(f"{name}: expected dtype in ({names}), got {t.dtype}; cast it with .to(...)")
+    if shape is not None:
+        if len(shape) != t.dim() or any(want is not None and want != got for want, got in zip(shape, t.shape)):
+            want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+            raise ShapeError(f"{name}: expected shape {want}, got {list(t.shape)}")
+    if not INTERPRET and not t.is_cuda:
+        raise DeviceError(f"{name}: expected a CUDA tensor, got one on {t.device}; move it with .cuda()")
+
+
+def check_same_device(**tensors: torch.Tensor | None) -> torch.device:
+    """All given tensors (None ignored) live on one device; returns it."""
+    present = {k: t for k, t in tensors.items() if t is not None}
+    devices = {t.device for t in present.values()}
+    if len(devices) > 1:
+        where = ", ".join(f"{k} on {t.device}" for k, t in present.items())
+        raise DeviceError(f"tensors must share one device, got {where}")
+    return devices.pop()
+
+
+def check_same_dtype(**tensors: torch.Tensor | None) -> torch.dtype:
+    """All given tensors (None ignored) share one dtype; returns it."""
+    present = {k: t for k, t in tensors.items() if t is not None}
+    dtypes = {t.dtype for t in present.values()}
+    if len(dtypes) > 1:
+        what = ", ".join(f"{k} {t.dtype}" for k, t in present.items())
+        raise DTypeError(f"tensors must share one dtype, got {what}; cast them to the model's dtype")
+    return dtypes.pop()
