@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one call: the whole test suite compiled (gpu-marked tests included),
+# then every benchmark. Logs go to $OUT (or ./gpu_out); a short summary table prints last.
+#   bash scripts/gpu_suite.sh            tests + benchmarks
+#   bash scripts/gpu_suite.sh tests      tests only (extra args go to pytest)
+#   bash scripts/gpu_suite.sh bench      benchmarks only
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu_out}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 EET_BENCH_OUT=$OUT
+what=${1:-all}; shift || true
+
+python3 - <<'PY' | tee "$OUT/env.txt"
+import torch, triton, transformers, platform
+print(f"gpu={torch.cuda.get_device_name()} torch={torch.__version__} triton={triton.__version__} "
+      f"transformers={transformers.__version__} python={platform.python_version()}")
+PY
+
+if [ "$what" = all ] || [ "$what" = tests ]; then
+    python3 -m pytest -q -p no:cacheprovider tests "$@" 2>&1 | tee "$OUT/tests.log"
+fi
+if [ "$what" = all ] || [ "$what" = bench ]; then
+    for script in bench/bench_*.py; do
+        echo "== $script"
+        python3 "$script" 2>&1 | tee -a "$OUT/bench.log"
+    done
+fi
+
+echo; echo "==== summary ($(cat "$OUT/env.txt"))"
+[ -f "$OUT/tests.log" ] && tail -n 1 "$OUT/tests.log"
+cat "$OUT"/summary_*.md 2>/dev/null
