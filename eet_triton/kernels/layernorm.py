@@ -1,0 +1,176 @@
+"""LayerNorm and RMSNorm (T5LayerNorm) over the last dimension, with an optional fused
+residual add (`s = x + residual`, then normalise `s`), so a post-LN block costs one pass.
+
+Each program normalises BLOCK_M whole rows held in registers (BLOCK_N = next power of two
+of N, masked): one read and one write per element, the floor for a memory-bound op.
+Statistics are computed in fp32 whatever the storage dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from eet_triton.errors import ShapeError
+from eet_triton.kernels._common import (
+    autotune,
+    check_same_device,
+    check_same_dtype,
+    check_tensor,
+    shape_bucket,
+)
+
+MAX_N = 65536
+"""Longest row one program holds in registers."""
+
+
+def prune_row_configs(configs, named_args, **kwargs):
+    """Keep the configs whose [BLOCK_M, BLOCK_N] tile gives each thread 4..32 elements
+    (at least one 8-byte vector, no register spills) and at most 8192 elements per program
+    unless one row alone is longer; when none fits (very long rows), the one with the
+    fewest rows and most warps."""
+    block_n = {**named_args, **kwargs}["BLOCK_N"]
+
+    def per_thread(c):
+        return c.kwargs["BLOCK_M"] * block_n / (32 * c.num_warps)
+
+    kept = [
+        c for c in configs
+        if 4 <= per_thread(c) <= 32 and c.kwargs["BLOCK_M"] * block_n <= max(block_n, 8192)
+    ]
+    return kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_M"], -c.num_warps))]
+
+
+@triton.jit
+def _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                    HAS_BIAS: tl.constexpr):
+    """Helper inlined into the kernels: normalise each row of the fp32 tile x [BLOCK_M, BLOCK_N]
+    (masked lanes hold 0), then scale by w and shift by b; returns fp32."""
+    if RMS:
+        var = tl.sum(x * x, axis=1) / N
+        xhat = x * tl.rsqrt(var + eps)[:, None]
+    else:
+        mean = tl.sum(x, axis=1) / N
+        # masked lanes must not add (0 - mean)^2 to the variance
+        xc = tl.where(mask, x - mean[:, None], 0.0)
+        var = tl.sum(xc * xc, axis=1) / N
+        xhat = xc * tl.rsqrt(var + eps)[:, None]
+    if HAS_WEIGHT:
+        xhat = xhat * tl.load(w_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+    if HAS_BIAS:
+        xhat = xhat + tl.load(b_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+    return xhat
+
+
+@autotune(
+    "layernorm",
+    key=["BLOCK_N", "M_BUCKET", "HAS_RESIDUAL"],
+    prune_configs_by={"early_config_prune": prune_row_configs},
+    # timing a config runs the kernel again: undo in-place writes (out=x, residual_out=residual);
+    # both must be tensors (older triton clones them unconditionally), so s_ptr is y without residual
+    restore_value=["y_ptr", "s_ptr"],
+)
+@triton.jit
+def _layer_norm_kernel(
+    x_ptr, r_ptr, w_ptr, b_ptr, y_ptr, s_ptr,
+    M, L, N, eps,
+    M_BUCKET,  # autotune key only
+    stride_xb, stride_xl, stride_rb, stride_rl, stride_yb, stride_yl, stride_sb, stride_sl,
+    RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    """Rows are addressed as [B, L] through two strides per tensor, so sliced views need no copy."""
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+    mask = (rows < M)[:, None] & (cols < N)[None, :]
+    # int64: row offsets pass 2**31 elements at large batch x hidden
+    rb = (rows // L).to(tl.int64)
+    rl = (rows % L).to(tl.int64)
+
+    x = tl.load(x_ptr + (rb * stride_xb + rl * stride_xl)[:, None] + cols[None, :], mask=mask, other=0.0)
+    x = x.to(tl.float32)
+    if HAS_RESIDUAL:
+        r = tl.load(r_ptr + (rb * stride_rb + rl * stride_rl)[:, None] + cols[None, :], mask=mask, other=0.0)
+        # the caller gets s rounded to its dtype; normalising that same rounded s keeps y
+        # consistent with it (and with torch's add-then-norm in that dtype)
+        s = (x + r.to(tl.float32)).to(s_ptr.dtype.element_ty)
+        tl.store(s_ptr + (rb * stride_sb + rl * stride_sl)[:, None] + cols[None, :], s, mask=mask)
+        x = s.to(tl.float32)
+    y = _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS, HAS_WEIGHT, HAS_BIAS)
+    tl.store(y_ptr + (rb * stride_yb + rl * stride_yl)[:, None] + cols[None, :], y.to(y_ptr.dtype.element_ty),
+             mask=mask)
+
+
+def rows_view(name: str, t: torch.Tensor) -> torch.Tensor:
+    """`t` [..., N] as a [B, L, N] view (L = t.shape[-2]) without copying; raises when the
+    leading dims cannot be addressed with two strides or the last dim is not contiguous."""
+    if t.shape[-1] > 1 and t.stride(-1) != 1:
+        raise ShapeError(f"{name}: expected a contiguous last dim (stride 1), got strides {t.stride()}; "
+                         "pass t.contiguous()")
+    inner = t.shape[-2] if t.dim() >= 2 else 1
+    try:
+        return t.view(-1, inner, t.shape[-1])
+    except RuntimeError:
+        raise ShapeError(f"{name}: its leading dims {list(t.shape[:-1])} with strides {t.stride()[:-1]} cannot be "
+                         "addressed as [B, L] rows with two strides; pass t.contiguous()") from None
+
+
+def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
+               out=None, residual_out=None):
+    """LayerNorm (rms=False) or RMSNorm = T5LayerNorm (rms=True: no mean subtraction) over the last dim.
+
+    x: [..., N] fp16/bf16/fp32; rows may be strided, the last dim must be contiguous; N <= 65536.
+    weight, bias: [N] float or None (either may be absent; with rms=True a bias, if given, is added
+    after scaling). Statistics are computed in fp32.
+    residual: like x (same shape and dtype) or None. When given, s = x + residual (rounded to x.dtype)
+    is normalised and returned too; s goes to residual_out [..., N] x.dtype when given (it may be
+    `residual` itself for an in-place update).
+    out: [..., N] x.dtype or None; may be x itself.
+    Returns y [..., N] x.dtype, or (y, s) when residual is given.
+    """
+    check_tensor("x", x, ndim=tuple(range(1, 9)))
+    n = x.shape[-1]
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None:
+            check_tensor(name, p, ndim=1, shape=(n,))
+            if n > 1 and p.stride(0) != 1:
+                raise ShapeError(f"{name}: expected a contiguous [{n}] vector, got stride {p.stride(0)}; "
+                                 "pass it .contiguous()")
+    if residual is not None:
+        check_tensor("residual", residual, shape=tuple(x.shape))
+        check_same_dtype(x=x, residual=residual)
+    elif residual_out is not None:
+        raise ShapeError("residual_out: given without residual; pass residual= too, or drop residual_out")
+    for name, t in (("out", out), ("residual_out", residual_out)):
+        if t is not None:
+            check_tensor(name, t, shape=tuple(x.shape))
+            check_same_dtype(x=x, **{name: t})
+    check_same_device(x=x, weight=weight, bias=bias, residual=residual, out=out, residual_out=residual_out)
+    if n > MAX_N:
+        raise ShapeError(f"x: rows of at most {MAX_N} elements are supported, got N={n}; "
+                         "normalise with torch.nn.functional.layer_norm instead")
+
+    y = torch.empty_like(x, memory_format=torch.contiguous_format) if out is None else out
+    s = None
+    if residual is not None:
+        s = torch.empty_like(x, memory_format=torch.contiguous_format) if residual_out is None else residual_out
+    m = x.numel() // n if n else 0
+    if m == 0 or n == 0:
+        return y if s is None else (y, s)
+
+    xv, yv = rows_view("x", x), rows_view("out", y)
+    rv = rows_view("residual", residual) if residual is not None else None
+    sv = rows_view("residual_out", s) if s is not None else yv
+    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]),)  # noqa: E731
+    _layer_norm_kernel[grid](
+        xv, rv, weight, bias, yv, sv,
+        m, xv.shape[1], n, float(eps), shape_bucket(m),
+        xv.stride(0), xv.stride(1),
+        rv.stride(0) if rv is not None else 0, rv.stride(1) if rv is not None else 0,
+        yv.stride(0), yv.stride(1),
+        sv.stride(0), sv.stride(1),
+        RMS=bool(rms), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
+        HAS_RESIDUAL=residual is not None, BLOCK_N=triton.next_power_of_2(n),
+    )
+    return y if s is None else (y, s)
