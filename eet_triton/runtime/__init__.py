@@ -1,0 +1,6 @@
+"""Runtime pieces around the ops: the KV cache for decoding, the CUDA-graph runner."""
+
+from eet_triton.runtime.cuda_graph import GraphRunner
+from eet_triton.runtime.kv_cache import KVCache
+
+__all__ = ["GraphRunner", "KVCache"]
