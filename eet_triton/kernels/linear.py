@@ -1,0 +1,237 @@
+"""GEMM with a fused epilogue: y = act(x W^T + b) [* (x Wg^T + bg)] [+ residual].
+
+One kernel covers every linear layer of the supported models: the QKV and
+output projections (bias, residual), the FFN up projection (bias + activation),
+the FFN down projection (bias + residual) and the gated FFN of T5 v1.1
+(two GEMMs sharing the x tiles, activation on one, product with the other).
+Accumulation is fp32; the epilogue runs on the fp32 accumulator and the result
+is rounded once, on store.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from eet_triton._backend import INTERPRET
+from eet_triton.errors import ShapeError
+from eet_triton.kernels._common import autotune, check_same_device, check_same_dtype, check_tensor, shape_bucket
+from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation
+
+__all__ = ["ACTIVATIONS", "canonical_activation", "linear"]
+
+# Past this many fp32 accumulator registers per thread the compiler spills, which costs more than
+# the larger tile saves (128x256 with 8 warps sits exactly at the limit).
+_ACC_REGS_PER_THREAD = 128
+_MAX_OFFSET = 2**31 - 1
+
+
+def _prune_configs(configs, named_args, **kwargs):
+    """Drop tiles larger than the problem (they only add padding and compile time) and tiles whose
+    accumulators would spill; the first (smallest) config always survives."""
+    m_bucket, n, k = named_args["M_BUCKET"], named_args["N"], named_args["K"]
+    accumulators = 2 if kwargs["HAS_GATE"] else 1
+    kept = [
+        c
+        for c in configs
+        if c.kwargs["BLOCK_M"] <= max(m_bucket, 16)
+        and c.kwargs["BLOCK_N"] <= max(triton.next_power_of_2(n), 16)
+        and c.kwargs["BLOCK_K"] <= max(triton.next_power_of_2(k), 16)
+        and accumulators * c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= _ACC_REGS_PER_THREAD * 32 * c.num_warps
+    ]
+    return kept or configs[:1]
+
+
+@autotune("linear", key=["M_BUCKET", "N", "K", "HAS_GATE"], prune_configs_by={"early_config_prune": _prune_configs})
+@triton.jit
+def _linear_kernel(
+    x_ptr, w_ptr, bias_ptr, gate_w_ptr, gate_bias_ptr, residual_ptr, y_ptr,
+    M, N, K, M_BUCKET,
+    stride_xm, stride_xk,
+    stride_wn, stride_wk,
+    stride_biasn,
+    stride_gate_wn, stride_gate_wk,
+    stride_gate_biasn,
+    stride_residualm, stride_residualn,
+    stride_ym, stride_yn,
+    ACTIVATION: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    HAS_GATE: tl.constexpr,
+    HAS_GATE_BIAS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+    UPCAST_OPERANDS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):  # fmt: skip
+    # Grouped order: GROUP_M row blocks walk the N tiles together, so each weight tile is
+    # fetched from HBM once and served from L2 to the other row blocks of the group.
+    pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    pids_per_group = GROUP_M * num_pid_n
+    first_pid_m = (pid // pids_per_group) * GROUP_M
+    group_rows = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + (pid % pids_per_group) % group_rows
+    pid_n = (pid % pids_per_group) // group_rows
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_k = tl.arange(0, BLOCK_K)
+    # Edge rows and columns wrap onto valid ones, so the K loop masks only K; the store drops them.
+    rows = offs_m % M
+    cols = offs_n % N
+
+    x_ptrs = x_ptr + rows[:, None] * stride_xm + offs_k[None, :] * stride_xk
+    w_ptrs = w_ptr + offs_k[:, None] * stride_wk + cols[None, :] * stride_wn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if HAS_GATE:
+        gate_w_ptrs = gate_w_ptr + offs_k[:, None] * stride_gate_wk + cols[None, :] * stride_gate_wn
+        gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        k_valid = offs_k < K - k * BLOCK_K
+        x = tl.load(x_ptrs, mask=k_valid[None, :], other=0.0)
+        w = tl.load(w_ptrs, mask=k_valid[:, None], other=0.0)
+        if UPCAST_OPERANDS:
+            # The CPU interpreter's dot multiplies bf16 tiles as their raw uint16 bits; fp32 operands
+            # give the same exact products the tensor cores form.
+            x = x.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(x, w, acc, input_precision=DOT_PRECISION)
+        if HAS_GATE:
+            gate_w = tl.load(gate_w_ptrs, mask=k_valid[:, None], other=0.0)
+            if UPCAST_OPERANDS:
+                gate_w = gate_w.to(tl.float32)
+            gate = tl.dot(x, gate_w, gate, input_precision=DOT_PRECISION)
+            gate_w_ptrs += BLOCK_K * stride_gate_wk
+        x_ptrs += BLOCK_K * stride_xk
+        w_ptrs += BLOCK_K * stride_wk
+
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols * stride_biasn).to(tl.float32)[None, :]
+    y = apply_activation(acc, ACTIVATION)
+    if HAS_GATE:
+        if HAS_GATE_BIAS:
+            gate += tl.load(gate_bias_ptr + cols * stride_gate_biasn).to(tl.float32)[None, :]
+        y = y * gate
+    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+    if HAS_RESIDUAL:
+        residual_ptrs = residual_ptr + offs_m[:, None] * stride_residualm + offs_n[None, :] * stride_residualn
+        y += tl.load(residual_ptrs, mask=mask, other=0.0).to(tl.float32)
+    y_ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn
+    tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+def _max_offset(t: torch.Tensor) -> int:
+    return sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()))
+
+
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    activation: str | None = None,
+    residual: torch.Tensor | None = None,
+    gate_weight: torch.Tensor | None = None,
+    gate_bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """y = act(x @ weight.T + bias) [* (x @ gate_weight.T + gate_bias)] [+ residual]
+
+    x: [..., K] fp16/bf16/fp32, any leading dims; rows may be strided (leading dims that
+        cannot be flattened into one row stride are copied first).
+    weight, gate_weight: [N, K] (nn.Linear layout; any strides, so a transposed [K, N] view works).
+    bias, gate_bias: [N] or None; gate_bias only with gate_weight.
+    residual: [..., N], same shape as the output, or None.
+    activation: a name in ACTIVATIONS (HuggingFace spellings welcome) or None.
+    out: [..., N] buffer to write into (may be `residual` itself, for an in-place residual add).
+    All tensors share x's dtype and device.
+
+    fp16/bf16 multiply on tensor cores with fp32 accumulation; fp32 uses a full-precision
+    dot (no tf32). The epilogue runs in fp32 and rounds once.
+    Returns [..., N] in x.dtype (`out` when given).
+    """
+    act = canonical_activation(activation)
+    check_tensor("x", x)
+    if x.dim() == 0:
+        raise ShapeError("x: expected [..., K] with at least one dim, got a scalar; pass x[None]")
+    K = x.shape[-1]
+    check_tensor("weight", weight, ndim=2)
+    if weight.shape[1] != K:
+        raise ShapeError(
+            f"weight: expected [N, {K}] (nn.Linear layout, K = x.shape[-1] = {K}), got {list(weight.shape)}; "
+            "pass an [out_features, in_features] weight, or .t() of a [K, N] one"
+        )
+    N = weight.shape[0]
+    lead = x.shape[:-1]
+    if bias is not None:
+        check_tensor("bias", bias, ndim=1, shape=(N,))
+    if gate_weight is not None:
+        check_tensor("gate_weight", gate_weight, ndim=2, shape=(N, K))
+    if gate_bias is not None:
+        if gate_weight is None:
+            raise ShapeError("gate_bias given without gate_weight; pass gate_weight too, or drop gate_bias")
+        check_tensor("gate_bias", gate_bias, ndim=1, shape=(N,))
+    if residual is not None:
+        check_tensor("residual", residual, shape=(*lead, N))
+    if out is not None:
+        check_tensor("out", out, shape=(*lead, N))
+    check_same_dtype(
+        x=x, weight=weight, bias=bias, gate_weight=gate_weight, gate_bias=gate_bias, residual=residual, out=out
+    )
+    check_same_device(
+        x=x, weight=weight, bias=bias, gate_weight=gate_weight, gate_bias=gate_bias, residual=residual, out=out
+    )
+
+    if out is None:
+        out = torch.empty((*lead, N), dtype=x.dtype, device=x.device)
+    try:
+        y = out.view(-1, N)
+    except RuntimeError:
+        raise ShapeError(
+            f"out: its leading dims (shape {list(out.shape)}, strides {list(out.stride())}) cannot be flattened "
+            "into one row stride, so the kernel cannot write it; pass a contiguous buffer"
+        ) from None
+    x2 = x.reshape(-1, K)
+    M = x2.shape[0]
+    if M == 0 or N == 0:
+        return out
+    r2 = residual.reshape(-1, N) if residual is not None else None
+    for name, t in (("x", x2), ("weight", weight), ("gate_weight", gate_weight), ("residual", r2), ("out", y)):
+        if t is not None and _max_offset(t) > _MAX_OFFSET:
+            raise ShapeError(
+                f"{name}: spans {_max_offset(t) + 1} elements, but the kernel indexes with int32 "
+                f"(at most {_MAX_OFFSET + 1}); split the rows into smaller calls"
+            )
+
+    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)  # noqa: E731
+    _linear_kernel[grid](
+        x2, weight,
+        bias if bias is not None else x2,
+        gate_weight if gate_weight is not None else weight,
+        gate_bias if gate_bias is not None else x2,
+        r2 if r2 is not None else y,
+        y,
+        M, N, K, shape_bucket(M),
+        x2.stride(0), x2.stride(1),
+        weight.stride(0), weight.stride(1),
+        bias.stride(0) if bias is not None else 0,
+        gate_weight.stride(0) if gate_weight is not None else 0,
+        gate_weight.stride(1) if gate_weight is not None else 0,
+        gate_bias.stride(0) if gate_bias is not None else 0,
+        r2.stride(0) if r2 is not None else 0,
+        r2.stride(1) if r2 is not None else 0,
+        y.stride(0), y.stride(1),
+        ACTIVATION=act,
+        HAS_BIAS=bias is not None,
+        HAS_GATE=gate_weight is not None,
+        HAS_GATE_BIAS=gate_bias is not None,
+        HAS_RESIDUAL=residual is not None,
+        DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+        UPCAST_OPERANDS=INTERPRET,
+    )  # fmt: skip
+    return out

@@ -1,0 +1,218 @@
+"""linear(): GEMM with bias / activation / gate / residual epilogue, against a float64 torch reference."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from eet_triton.errors import DTypeError, ShapeError, UnsupportedModelError
+from eet_triton.kernels.linear import ACTIVATIONS, canonical_activation, linear
+from tests.oracle import assert_oracle, nan_like
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+CANONICAL = [None, "gelu", "gelu_tanh", "quick_gelu", "relu", "silu"]
+
+_TORCH_ACT = {
+    None: lambda t: t,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
+    "quick_gelu": lambda t: t * torch.sigmoid(1.702 * t),
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+def _torch_linear(x, weight, bias=None, *, activation=None, residual=None, gate_weight=None, gate_bias=None, dtype):
+    """The same computation in plain torch, every tensor cast to `dtype` first."""
+
+    def cast(t):
+        return None if t is None else t.to(dtype)
+
+    y = _TORCH_ACT[canonical_activation(activation)](F.linear(cast(x), cast(weight), cast(bias)))
+    if gate_weight is not None:
+        y = y * F.linear(cast(x), cast(gate_weight), cast(gate_bias))
+    if residual is not None:
+        y = y + cast(residual)
+    return y
+
+
+def _check(x, weight, bias=None, *, out_like=None, **kwargs):
+    """Run linear() twice into NaN-poisoned buffers; both runs must match the oracle and each other."""
+    shape = (*x.shape[:-1], weight.shape[0])
+    out_like = torch.empty(shape, dtype=x.dtype, device=x.device) if out_like is None else out_like
+    outs = []
+    for _ in range(2):
+        out = nan_like(out_like)
+        assert linear(x, weight, bias, out=out, **kwargs) is out
+        outs.append(out)
+    ref = _torch_linear(x, weight, bias, dtype=torch.float64, **kwargs)
+    baseline = _torch_linear(x, weight, bias, dtype=x.dtype, **kwargs)
+    assert_oracle(outs[0], ref, baseline)
+    assert torch.equal(outs[0], outs[1]), "two runs differ: a race"
+    return outs[0]
+
+
+def _inputs(lead, K, N, dtype, device, *, bias=True):
+    x = torch.randn(*lead, K, device=device).to(dtype)
+    weight = (torch.randn(N, K, device=device) / math.sqrt(K)).to(dtype)
+    b = torch.randn(N, device=device).to(dtype) if bias else None
+    return x, weight, b
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", CANONICAL)
+def test_every_activation(activation, dtype, device):
+    x, w, b = _inputs((7, 11), 48, 40, dtype, device)
+    _check(x, w, b, activation=activation)
+
+
+@pytest.mark.parametrize("K, N", [(48, 40), (40, 24)])
+@pytest.mark.parametrize("lead", [(1,), (7,), (7, 11), (113,)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_odd_shapes(lead, K, N, bias, device):
+    x, w, b = _inputs(lead, K, N, torch.float16, device, bias=bias)
+    _check(x, w, b, activation="gelu_tanh")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gated", [False, True])
+def test_residual(dtype, gated, device):
+    x, w, b = _inputs((77,), 40, 24, dtype, device)
+    residual = torch.randn(77, 24, device=device).to(dtype)
+    gate_weight = torch.randn_like(w) if gated else None
+    _check(x, w, b, activation="silu", residual=residual, gate_weight=gate_weight)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gate_bias", [False, True])
+def test_gated(dtype, gate_bias, device):
+    x, w, _ = _inputs((3, 7), 48, 40, dtype, device)
+    gate_weight = (torch.randn(40, 48, device=device) / math.sqrt(48)).to(dtype)
+    gb = torch.randn(40, device=device).to(dtype) if gate_bias else None
+    _check(x, w, activation="gelu_new", gate_weight=gate_weight, gate_bias=gb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_strided_views(dtype, device):
+    """x rows, weights, residual and out are all views; nothing may be copied or mis-strided."""
+    M, K, N = 29, 40, 24
+    x = torch.randn(M, K + 13, device=device).to(dtype)[:, 5 : 5 + K]
+    weight = (torch.randn(K, N, device=device) / math.sqrt(K)).to(dtype).t()
+    gate_weight = torch.randn(N, K + 7, device=device).to(dtype)[:, :K]
+    bias = torch.randn(2 * N, device=device).to(dtype)[::2]
+    residual = torch.randn(M, N + 8, device=device).to(dtype)[:, :N]
+    out_like = torch.empty(M, N + 3, device=device, dtype=dtype)[:, 1 : 1 + N]
+    assert x.stride(0) > K and weight.stride(1) > 1 and gate_weight.stride(0) > K and bias.stride(0) == 2 and out_like.stride(0) > N
+    _check(x, weight, bias, activation="quick_gelu", residual=residual, gate_weight=gate_weight, out_like=out_like)
+
+
+def test_column_strided_x(device):
+    x = torch.randn(3, 5, 2 * 48, device=device)[..., ::2]
+    w = torch.randn(40, 48, device=device) / math.sqrt(48)
+    _check(x, w, activation="relu")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_in_place_residual(dtype, device):
+    x, w, b = _inputs((3, 7), 48, 40, dtype, device)
+    hidden = torch.randn(3, 7, 40, device=device).to(dtype)
+    ref = _torch_linear(x, w, b, residual=hidden, dtype=torch.float64)
+    baseline = _torch_linear(x, w, b, residual=hidden, dtype=dtype)
+    assert linear(x, w, b, residual=hidden, out=hidden) is hidden
+    assert_oracle(hidden, ref, baseline)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_allocates_output(dtype, device):
+    x, w, b = _inputs((2, 9), 48, 40, dtype, device)
+    y = linear(x, w, b, activation="gelu")
+    assert y.shape == (2, 9, 40) and y.dtype == dtype and y.device == x.device
+    assert_oracle(y, _torch_linear(x, w, b, activation="gelu", dtype=torch.float64),
+                  _torch_linear(x, w, b, activation="gelu", dtype=dtype))  # fmt: skip
+
+
+def test_empty_rows(device):
+    x, w, b = _inputs((0,), 48, 40, torch.float16, device)
+    assert linear(x, w, b, activation="gelu").shape == (0, 40)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_hf_spellings_match_transformers(name, device):
+    """Every accepted name gives what transformers' ACT2FN[name] gives (ours: what torch gives)."""
+    from transformers.activations import ACT2FN
+
+    act = ACT2FN[name] if name in ACT2FN else _TORCH_ACT[name]
+    x, w, b = _inputs((5,), 16, 48, torch.float32, device)
+    x = x * 3  # reach the tails of the activation, where approximations part ways
+    ref = act(F.linear(x.double(), w.double(), b.double()))
+    baseline = act(F.linear(x, w, b))
+    assert_oracle(linear(x, w, b, activation=name), ref, baseline, what=name)
+
+
+def test_canonical_activation():
+    assert canonical_activation(None) is None
+    assert {canonical_activation(n) for n in ACTIVATIONS} == set(CANONICAL) - {None}
+    assert canonical_activation("gelu") == "gelu"
+    assert canonical_activation("gelu_new") == canonical_activation("gelu_pytorch_tanh") == "gelu_tanh"
+    assert canonical_activation("gelu_fast") == "gelu_tanh"
+    assert canonical_activation("swish") == "silu"
+    for bad in ("gelu_10", "relu6", "tanh", "mish", "GELU", 3):
+        with pytest.raises(UnsupportedModelError, match="gelu_pytorch_tanh.*quick_gelu.*silu"):
+            canonical_activation(bad)
+
+
+def test_bad_inputs(device):
+    x, w, b = _inputs((4,), 48, 40, torch.float16, device)
+    with pytest.raises(ShapeError, match=r"weight: expected \[N, 48\]"):
+        linear(x, w[:, :40])
+    with pytest.raises(DTypeError, match="share one dtype"):
+        linear(x, w.float())
+    with pytest.raises(DTypeError, match="expected dtype"):
+        linear(x.to(torch.int32), w)
+    with pytest.raises(UnsupportedModelError, match="relu6.*not supported.*gelu_new"):
+        linear(x, w, activation="relu6")
+    with pytest.raises(ShapeError, match=r"residual: expected shape \[4, 40\]"):
+        linear(x, w, residual=torch.randn(4, 48, device=device).half())
+    with pytest.raises(ShapeError, match=r"bias: expected shape \[40\]"):
+        linear(x, w, torch.randn(48, device=device).half())
+    with pytest.raises(ShapeError, match=r"gate_weight: expected shape \[40, 48\]"):
+        linear(x, w, gate_weight=w[:20])
+    with pytest.raises(ShapeError, match="gate_bias given without gate_weight"):
+        linear(x, w, gate_bias=b)
+    with pytest.raises(DTypeError, match="share one dtype"):
+        linear(x, w, out=torch.empty(4, 40, device=device))
+    with pytest.raises(ShapeError, match="cannot be flattened"):
+        linear(x.view(2, 2, 48), w, out=torch.empty(2, 3, 40, device=device).half()[:, :2])
+
+
+REAL_M = [64, 6400, 9856]
+REAL_KN = [(768, 2304), (768, 3072), (3072, 768), (1024, 4096)]
+
+
+def _check_real(x, w, b=None, **kwargs):
+    """Real sizes: against torch in float32, with torch in x's dtype as the baseline."""
+    outs = [linear(x, w, b, out=nan_like(x.new_empty(*x.shape[:-1], w.shape[0])), **kwargs) for _ in range(2)]
+    ref = _torch_linear(x, w, b, dtype=torch.float32, **kwargs)
+    baseline = _torch_linear(x, w, b, dtype=x.dtype, **kwargs)
+    assert_oracle(outs[0], ref, baseline)
+    assert torch.equal(outs[0], outs[1]), "two runs differ: a race"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("K, N", REAL_KN)
+@pytest.mark.parametrize("M", REAL_M)
+def test_real_sizes(M, K, N, dtype):
+    x, w, b = _inputs((M,), K, N, dtype, "cuda")
+    _check_real(x, w, b, activation="gelu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_real_sizes_gated_residual(dtype):
+    """T5 v1.1 FFN up projection at real size (no bias, gelu_new gate), plus a residual."""
+    x, w, _ = _inputs((6400,), 768, 2048, dtype, "cuda", bias=False)
+    gate_weight = (torch.randn(2048, 768, device="cuda") / math.sqrt(768)).to(dtype)
+    residual = torch.randn(6400, 2048, device="cuda").to(dtype)
+    _check_real(x, w, activation="gelu_new", gate_weight=gate_weight, residual=residual)
