@@ -14,7 +14,7 @@ import triton.language as tl
 
 from eet_triton.errors import ShapeError
 from eet_triton.kernels._common import autotune, check_same_device, check_tensor, shape_bucket
-from eet_triton.kernels.layernorm import MAX_N, _normalize_rows, prune_row_configs
+from eet_triton.kernels.layernorm import MAX_N, SMALL, _normalize_rows, prune_row_configs
 
 ID_DTYPES = (torch.int32, torch.int64)
 MAX_PATCH = 64
@@ -157,9 +157,11 @@ def embedding(input_ids, word_weight, *, position_ids=None, position_weight=None
 
 
 def _prune_patch_configs(configs, named_args, **kwargs):
-    """A K step must hold whole pixel rows of a patch: keep configs with BLOCK_K >= PATCH_POW2."""
-    patch_pow2 = {**named_args, **kwargs}["PATCH_POW2"]
-    return [c for c in configs if c.kwargs["BLOCK_K"] >= patch_pow2]
+    """A K step must hold whole pixel rows of a patch: keep configs with BLOCK_K >= PATCH_POW2;
+    a small problem gets the first of them untimed."""
+    args = {**named_args, **kwargs}
+    kept = [c for c in configs if c.kwargs["BLOCK_K"] >= args["PATCH_POW2"]]
+    return kept[:1] if args["M_BUCKET"] * args["E"] < SMALL else kept
 
 
 @autotune("patch_embedding", key=["E", "C", "PATCH", "M_BUCKET"],

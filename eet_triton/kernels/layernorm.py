@@ -25,21 +25,20 @@ MAX_N = 65536
 """Longest row one program holds in registers."""
 
 
+SMALL = 1 << 20
+"""Elements below which a launch is bound by latency, not bandwidth: tuning it would only cost compiles."""
+
+
 def prune_row_configs(configs, named_args, **kwargs):
-    """Keep the configs whose [BLOCK_M, BLOCK_N] tile gives each thread 4..32 elements
-    (at least one 8-byte vector, no register spills) and at most 8192 elements per program
-    unless one row alone is longer; when none fits (very long rows), the one with the
-    fewest rows and most warps."""
-    block_n = {**named_args, **kwargs}["BLOCK_N"]
-
-    def per_thread(c):
-        return c.kwargs["BLOCK_M"] * block_n / (32 * c.num_warps)
-
-    kept = [
-        c for c in configs
-        if 4 <= per_thread(c) <= 32 and c.kwargs["BLOCK_M"] * block_n <= max(block_n, 8192)
-    ]
-    return kept or [min(configs, key=lambda c: (c.kwargs["BLOCK_M"], -c.num_warps))]
+    """Keep the configs whose [BLOCK_M, BLOCK_N] tile gives each thread 4..16 elements (at least
+    one 8-byte vector, no spills); a small problem gets the first of them untimed. When none fits
+    (rows past 8192), the one with the fewest rows and the most warps."""
+    args = {**named_args, **kwargs}
+    block_n = args["BLOCK_N"]
+    kept = [c for c in configs if 4 <= c.kwargs["BLOCK_M"] * block_n / (32 * c.num_warps) <= 16]
+    if not kept:
+        return [min(configs, key=lambda c: (c.kwargs["BLOCK_M"], -c.num_warps))]
+    return kept[:1] if args["M_BUCKET"] * block_n < SMALL else kept
 
 
 @triton.jit
