@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from eet_triton.errors import CheckpointError, DeviceError, DTypeError
 from eet_triton.mapping.checkpoint import CheckpointReader, read_config
-from eet_triton.mapping.structure_map import Route, StructureMap
+from eet_triton.mapping.structure_map import Route, Source, StructureMap
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
            "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
@@ -135,7 +135,7 @@ def _plan(model, structure_map: StructureMap, reader: CheckpointReader, routes: 
     consumed: set[str] = set()
     groups: dict[int, list[tuple[Route, torch.Tensor, list[str | None]]]] = {}
     for route in routes:
-        keys = [names.get(s.key) for s in route.sources]
+        keys = [next((names[k] for k in s.keys if k in names), None) for s in route.sources]
         present = [k for k in keys if k is not None]
         status, value = _target(model, route.target)
         if status == _PRESENT:
@@ -163,7 +163,7 @@ def _plan(model, structure_map: StructureMap, reader: CheckpointReader, routes: 
             for src, key in zip(route.sources, keys):
                 if key is None:
                     unfilled.append(f"{route.target}: the map ({route.entry}) expects checkpoint key "
-                                    f"{_spelled(src.key, structure_map)}, which {reader.source.name} does not hold")
+                                    f"{_spelled(src, structure_map)}, which {reader.source.name} does not hold")
             continue
         pieces = _pieces(route, tensor, keys, reader, shapes)
         if pieces is not None:
@@ -205,10 +205,11 @@ def _plan(model, structure_map: StructureMap, reader: CheckpointReader, routes: 
     return copies, result
 
 
-def _spelled(name: str, structure_map: StructureMap) -> str:
+def _spelled(source: Source, structure_map: StructureMap) -> str:
+    text = " or ".join(repr(k) for k in source.keys)
     if not structure_map.prefixes:
-        return repr(name)
-    return f"{name!r} (or with a prefix: {', '.join(repr(p + name) for p in structure_map.prefixes)})"
+        return text
+    return f"{text} (each also tried with the prefix {' or '.join(repr(p) for p in structure_map.prefixes)})"
 
 
 def _pieces(route: Route, tensor: torch.Tensor, keys: list[str], reader: CheckpointReader,

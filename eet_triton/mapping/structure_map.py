@@ -133,10 +133,22 @@ _PLACEHOLDER = re.compile(r"\{[^}]*\}")
 
 @dataclass(frozen=True)
 class Source:
-    """One checkpoint tensor (a key template, `{i}` for the layer) and the transform it goes through."""
+    """One checkpoint tensor (a key template, `{i}` for the layer) and the transform it goes through.
+    `alternatives`: other keys for the same tensor in other checkpoints of the family; the first of
+    `keys` the checkpoint holds is read (T5 `wi` or v1.1's `wi_0`)."""
 
     key: str
     transform: str | None = None
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.key, *self.alternatives)
+
+    def at(self, i: int) -> Source:
+        """This source for layer i."""
+        return Source(self.key.replace("{i}", str(i)), self.transform,
+                      tuple(k.replace("{i}", str(i)) for k in self.alternatives))
 
 
 @dataclass(frozen=True)
@@ -228,8 +240,9 @@ class StructureMap:
         p = self.parts[part]
         sub = config if p.config is None else _lookup(config, p.config)
         if not isinstance(sub, Mapping):
-            raise MappingError(f"{self.origin}: parts.{part}.config is {p.config!r}, but config.json has no object "
-                               f"there (got {type(sub).__name__}).")
+            what = "nothing" if sub is _ABSENT else f"a {type(sub).__name__}"
+            raise MappingError(f"{self.origin}: parts.{part}.config is {p.config!r}, but config.json has {what} "
+                               f"there, not an object of attributes: this map does not fit this checkpoint's config.")
         for name, src in p.spec.items():
             values[name] = self._resolve(name, src, sub, config, f"parts.{part}.spec")
         return values
@@ -268,7 +281,7 @@ class StructureMap:
                                    f"config.json is not a count.")
             for i in range(n):
                 out.append(Route(rule.target.replace("{i}", str(i)),
-                                 tuple(Source(s.key.replace("{i}", str(i)), s.transform) for s in rule.sources),
+                                 tuple(s.at(i) for s in rule.sources),
                                  rule.head, rule.entry))
         return out
 
@@ -310,7 +323,9 @@ def _join(*parts: str) -> str:
 
 
 def _under(prefix: str, source: Source | None) -> Source | None:
-    return None if source is None else Source(_join(prefix, source.key), source.transform)
+    if source is None:
+        return None
+    return Source(_join(prefix, source.key), source.transform, tuple(_join(prefix, k) for k in source.alternatives))
 
 
 class _Parser:
@@ -357,7 +372,7 @@ class _Parser:
             body = self.mapping(body, f"parts.{name}", _PART_KEYS)
             part = Part(name=name, target=self.path(body.get("target", name), f"parts.{name}.target"),
                         source=self.path(body.get("source", ""), f"parts.{name}.source"),
-                        config=self.path(body["config"], f"parts.{name}.config") if "config" in body else None,
+                        config=self.path(body.get("config", ""), f"parts.{name}.config") or None,
                         spec=self.spec(body.get("spec", {}), f"parts.{name}.spec"))
             self.spec_fields[name] = set(spec) | set(part.spec)
             parts[name] = part
@@ -446,6 +461,9 @@ class _Parser:
 
     def ref(self, value, entry: str, conv1d: bool, tensor: bool) -> tuple[Source | None, Source | None]:
         """A role's or module's value -> (weight source, bias source), keys relative to the section."""
+        if isinstance(value, list):
+            return self.alternatives([self.ref(v, f"{entry}[{n}]", conv1d, tensor) for n, v in enumerate(value)],
+                                     entry)
         if isinstance(value, str):
             path = self.path(value, entry)
             if tensor:
@@ -474,6 +492,21 @@ class _Parser:
             return weight, bias
         self.fail(entry, f"expected a module path, {{path: ..., conv1d: ...}}, {{key: ..., transform: ...}} or "
                          f"{{weight: ..., bias: ...}}, got {value!r}")
+
+    def alternatives(self, refs: list[tuple[Source | None, Source | None]], entry: str):
+        """One (weight, bias) pair whose sources try each alternative's key in turn."""
+        if not refs:
+            self.fail(entry, "an empty list; give the module path, or a list of alternative paths")
+        out = []
+        for sources in zip(*refs):
+            if all(s is None for s in sources):
+                out.append(None)
+                continue
+            if any(s is None for s in sources) or len({s.transform for s in sources}) > 1:
+                self.fail(entry, "alternatives must all have the same form (weight, bias and transform)")
+            keys = [k for s in sources for k in s.keys]
+            out.append(Source(keys[0], sources[0].transform, tuple(keys[1:])))
+        return tuple(out)
 
     def op(self, op: str, value, target: str, source: str, part, count, conv1d: bool, entry: str):
         roles = ROLES[op]
@@ -525,7 +558,10 @@ class _Parser:
             transform = body.get("transform")
             if transform is not None and transform not in TRANSFORMS:
                 self.fail(f"{where}.transform", f"unknown transform {transform!r}; known: {', '.join(TRANSFORMS)}")
-            keys = self.strings(body["concat"], f"{where}.concat") if "concat" in body else (body["key"],)
+            if "concat" in body:
+                keys = [(k,) for k in self.strings(body["concat"], f"{where}.concat")]
+            else:
+                keys = [self.strings(body["key"], f"{where}.key")]
             head = body.get("head", False)
             if not isinstance(head, bool):
                 self.fail(f"{where}.head", f"expected true or false, got {head!r}")
@@ -533,17 +569,18 @@ class _Parser:
             if "{i}" in name and (not isinstance(rule_count, str) or rule_count not in self.spec_fields[part]):
                 self.fail(f"{where}.count", f"{rule_count!r} must name a field of this map's spec (the range of "
                                             f"{{i}}); the spec has {', '.join(sorted(self.spec_fields[part]))}")
-            sources = [Source(_join(source, self.path(k, where)), transform) for k in keys]
+            sources = [_under(source, Source(self.path(alts[0], where), transform,
+                                             tuple(self.path(k, where) for k in alts[1:]))) for alts in keys]
             self.add(_join(target, self.path(name, where)), sources, part, rule_count, head, where)
 
     def add(self, target: str, sources: list[Source], part, count, head: bool, entry: str):
         sources = tuple(sources)
-        for text in (target, *(s.key for s in sources)):
+        for text in (target, *(k for s in sources for k in s.keys)):
             stray = [p for p in _PLACEHOLDER.findall(text) if p != "{i}"]
             if stray:
                 self.fail(entry, f"{text!r} holds {stray[0]}; the only placeholder is {{i}} (the layer index)")
         if "{i}" not in target:
-            if any("{i}" in s.key for s in sources):
+            if any("{i}" in k for s in sources for k in s.keys):
                 self.fail(entry, f"the sources hold {{i}} but the target {target!r} does not: every layer's "
                                  f"tensor would land in one parameter")
             count = None
@@ -555,13 +592,28 @@ class _Parser:
         self.rules.append(Rule(target, sources, part, count, head, entry))
 
 
+# `{i}` inside a YAML flow mapping ({path: encoder.layer.{i}}) would parse as a nested mapping, so
+# it is swapped for a plain-scalar token before parsing and restored in every string after.
+_INDEX_TOKEN = "__eet_layer_index__"
+
+
+def _restore_index(node):
+    if isinstance(node, str):
+        return node.replace(_INDEX_TOKEN, "{i}")
+    if isinstance(node, list):
+        return [_restore_index(v) for v in node]
+    if isinstance(node, dict):
+        return {_restore_index(k): _restore_index(v) for k, v in node.items()}
+    return node
+
+
 def parse_map(text: str, origin: str = "<string>") -> StructureMap:
     """Parse a map from YAML text; `origin` names it in error messages."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(text.replace("{i}", _INDEX_TOKEN))
     except yaml.YAMLError as exc:
-        raise MappingError(f"{origin}: not valid YAML: {exc}") from exc
-    return _Parser(origin).parse(data)
+        raise MappingError(f"{origin}: not valid YAML: {str(exc).replace(_INDEX_TOKEN, '{i}')}") from exc
+    return _Parser(origin).parse(_restore_index(data))
 
 
 def load_map(source: str | os.PathLike | Mapping) -> StructureMap:
