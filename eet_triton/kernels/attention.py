@@ -48,13 +48,20 @@ MAX_HEAD_DIM = 128
 _GRID_Y_MAX = 65535
 
 
+SMALL = 128 * 128
+"""Query x key buckets up to which a head's whole score matrix is a handful of tiles: such
+problems take the first fitting config untimed (tuning them buys nothing and costs compiles)."""
+
+
 def prune_attention_configs(configs, named_args, **kwargs):
     """Keep the configs whose query block is no taller than the (bucketed) query length,
     and at least 64 rows once there are that many queries: thinner blocks only re-read
-    k and v more often. Decode (Lq <= 16) keeps the 16-row configs."""
+    k and v more often. Decode (Lq <= 16) keeps the 16-row configs. Small problems keep
+    the first of them."""
     rows = max(named_args["LQ_BUCKET"], 16)
     kept = [c for c in configs if min(rows, 64) <= c.kwargs["BLOCK_M"] <= rows]
-    return kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"])]
+    kept = kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"])]
+    return kept[:1] if named_args["LQ_BUCKET"] * named_args["LK_BUCKET"] <= SMALL else kept
 
 
 @triton.jit
