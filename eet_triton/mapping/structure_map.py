@@ -322,10 +322,16 @@ def _join(*parts: str) -> str:
     return ".".join(p for p in parts if p)
 
 
+def _rooted(prefix: str, path: str) -> str:
+    """A section's path under its part's or layer's prefix; a leading "/" starts at the checkpoint root."""
+    return path[1:] if path.startswith("/") else _join(prefix, path)
+
+
 def _under(prefix: str, source: Source | None) -> Source | None:
     if source is None:
         return None
-    return Source(_join(prefix, source.key), source.transform, tuple(_join(prefix, k) for k in source.alternatives))
+    return Source(_rooted(prefix, source.key), source.transform,
+                  tuple(_rooted(prefix, k) for k in source.alternatives))
 
 
 class _Parser:
@@ -450,7 +456,7 @@ class _Parser:
         if not isinstance(conv1d, bool):
             self.fail(f"{entry}.conv1d", f"expected true or false, got {conv1d!r}")
         layer_target = _join(target, self.path(block.get("target", "layers"), f"{entry}.target"), "{i}")
-        layer_source = _join(source, path)
+        layer_source = _rooted(source, path)
         for op in _LAYER_OPS:
             if op in block:
                 self.op(op, block[op], _join(layer_target, op), layer_source, part, count, conv1d, f"{entry}.{op}")

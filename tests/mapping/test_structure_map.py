@@ -230,3 +230,32 @@ def test_malformed_maps_raise_mapping_error(name):
 def test_layer_count_not_a_count():
     with pytest.raises(MappingError, match="is not a count"):
         parse(GOOD).routes({"hidden_size": 8, "num_hidden_layers": "three"})
+
+
+def test_rooted_paths_and_alternatives():
+    smap = parse("""
+        family: encdec
+        spec: {num_layers: n}
+        parts:
+          decoder:
+            source: model.decoder
+            embeddings: {tokens: /model.shared, positions: embed_positions}
+            layers:
+              path: layers.{i}
+              ffn: {up: [fc1, /legacy.fc1.{i}], down: fc2}
+    """)
+    rules = {r.target: r for r in smap.rules}
+    assert rules["decoder.embeddings.word_weight"].sources == (Source("model.shared.weight"),)
+    assert rules["decoder.embeddings.position_weight"].sources == (Source("model.decoder.embed_positions.weight"),)
+    up = smap.routes({"n": 2})[2]
+    assert up.target == "decoder.layers.0.ffn.up_weight"
+    assert up.sources[0].keys == ("model.decoder.layers.0.fc1.weight", "legacy.fc1.0.weight")
+
+
+def test_alternatives_must_have_one_form():
+    with pytest.raises(MappingError, match="alternatives must all have the same form"):
+        parse("""
+            family: t
+            spec: {num_layers: n}
+            layers: {path: "b.{i}", ffn: {up: [wi, {key: wi_0.weight}]}}
+        """)
