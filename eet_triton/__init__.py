@@ -25,3 +25,8 @@ __all__ = [
     "ShapeError",
     "UnsupportedModelError",
 ]
+
+from eet_triton.api import load  # noqa: E402  (after INTERPRET: it imports triton)
+from eet_triton.models.spec import ModelSpec  # noqa: E402
+
+__all__ += ["ModelSpec", "load"]
