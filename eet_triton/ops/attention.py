@@ -156,12 +156,11 @@ class EETSelfAttention(_Attention):
         if parts.cross:
             raise UnsupportedModelError(f"{cls.__name__}.from_torch: this {type(module).__name__} is a cross "
                                         "attention; lift it with EETCrossAttention.from_torch")
-        causal = parts.causal if causal is None else causal
-        if cls is EETSelfAttention and causal:
-            cls = EETSelfMaskedAttention
-        elif cls is EETSelfMaskedAttention and causal is False:
+        if cls is EETSelfMaskedAttention and causal is False:
             raise UnsupportedModelError("EETSelfMaskedAttention.from_torch: causal=False asked of the causal op; "
                                         "use EETSelfAttention.from_torch for bidirectional attention")
+        if cls is EETSelfAttention and (parts.causal if causal is None else causal):
+            cls = EETSelfMaskedAttention
         dtype, device = module_placement(module, dtype, device)
         qkv_w = torch.cat([parts.q[0], parts.k[0], parts.v[0]])
         qkv_b = _cat_biases([parts.q, parts.k, parts.v])
