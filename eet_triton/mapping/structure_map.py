@@ -40,6 +40,8 @@ SPEC_FIELDS: dict[str, str] = {
     "num_channels": "image channels (vision)",
     "projection_dim": "width of a projection head (CLIP)",
     "num_labels": "classifier outputs (use {len: id2label})",
+    "inner_group_num": "layers inside one ALBERT layer group",
+    "modality": "text (token ids in) or vision (pixels in)",
     # behaviour
     "activation": "FFN activation, a HF name (gelu, gelu_new, quick_gelu, relu, silu, ...)",
     "gated_ffn": "act(up(x)) * gate(x) (T5 v1.1 gated-gelu)",
@@ -49,16 +51,23 @@ SPEC_FIELDS: dict[str, str] = {
     "qkv_bias": "q/k/v projections have biases",
     "out_bias": "attention output projection has a bias",
     "ffn_bias": "FFN projections have biases",
+    "patch_bias": "the vision patch projection has a bias",
     "causal": "self attention is causal (decoders)",
     "cross_attention": "layers attend to an encoder's output (decoders of encoder-decoders)",
     "attention_scale": "softmax scale (default head_dim ** -0.5; T5: 1.0)",
     "position_scheme": "learned, relative (T5 buckets) or none",
     "position_offset": "first row of the position table in use (RoBERTa, BART: 2)",
     "pad_token_id": "padding token id",
+    "eos_token_id": "end-of-sequence token id (CLIP text pools at it)",
     "relative_buckets": "T5 relative-position buckets",
     "relative_max_distance": "T5 relative-position max distance",
     "embedding_scale": "multiplier of token embeddings (BART scale_embedding: sqrt(hidden_size))",
     "tie_word_embeddings": "the LM head shares the token embedding",
+    # heads
+    "pooling": "which token is pooled: first ([CLS]) or eos (CLIP text)",
+    "pooler_activation": "activation of the pooler dense (tanh)",
+    "pooler_size": "pooler output width (ViT pooler_output_size; default hidden_size)",
+    "lm_activation": "activation of the masked-LM transform (default: activation)",
 }
 """ModelSpec fields a map's `spec:` may set. A field the models need is added here and in MAPS.md."""
 

@@ -578,10 +578,10 @@ parts:
     vision_embeddings: {patch: embeddings.patch_embedding, class: embeddings.class_embedding,
                         positions: embeddings.position_embedding}
     layers: *clip_layers
-    modules: {pre_norm: pre_layrnorm, final_norm: post_layernorm}
+    modules: {pre_norm: pre_layrnorm, pooler_norm: post_layernorm}
 heads:
-  text.projection: {weight: text_projection.weight}
-  vision.projection: {weight: visual_projection.weight}
+  text_projection: text_projection
+  visual_projection: visual_projection
 params:
   logit_scale: {key: logit_scale, head: true}
 """
@@ -594,7 +594,7 @@ def clip_tower(a, c, vision):
     if vision:
         tokens = 1 + (c.image_size // c.patch_size) ** 2
         return tm.Model(vision_embeddings=tm.VisionEmbedding(a, h, 3, c.patch_size, tokens, patch_bias=False),
-                        pre_norm=tm.Norm(a, h), layers=layers, final_norm=tm.Norm(a, h))
+                        pre_norm=tm.Norm(a, h), layers=layers, pooler_norm=tm.Norm(a, h))
     return tm.Model(embeddings=tm.BertEmbedding(a, c.vocab_size, h, c.max_position_embeddings, None, norm=False),
                     layers=layers, final_norm=tm.Norm(a, h))
 
@@ -617,9 +617,8 @@ def test_clip_dual_encoder_parts(tmp_path):
     sd = hf_state(folder)
     a = tm.Alloc(torch.float16)
     model = tm.Model(text=clip_tower(a, cfg.text_config, False), vision=clip_tower(a, cfg.vision_config, True),
-                     logit_scale=a())
-    model.text.projection = tm.Linear(a, 24, 32, bias=False)
-    model.vision.projection = tm.Linear(a, 24, 48, bias=False)
+                     text_projection=tm.Linear(a, 24, 32, bias=False),
+                     visual_projection=tm.Linear(a, 24, 48, bias=False), logit_scale=a())
     smap = parse_map(CLIP_MAP, "clip.yaml")
     assert smap.resolve_spec(cfg, "vision")["hidden_size"] == 48
     load(model, smap, folder, torch.float16)
@@ -632,7 +631,7 @@ def test_clip_dual_encoder_parts(tmp_path):
     assert torch.equal(state["vision.pre_norm.bias"], sd["vision_model.pre_layrnorm.bias"].half())
     assert torch.equal(state["text.layers.1.attention.qkv_bias"],
                        torch.cat([sd[f"text_model.encoder.layers.1.self_attn.{n}_proj.bias"] for n in "qkv"]).half())
-    assert torch.equal(state["vision.projection.weight"], sd["visual_projection.weight"].half())
+    assert torch.equal(state["visual_projection.weight"], sd["visual_projection.weight"].half())
     assert not any(torch.isnan(t).any() for t in state.values())
 
 

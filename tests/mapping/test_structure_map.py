@@ -259,3 +259,11 @@ def test_alternatives_must_have_one_form():
             spec: {num_layers: n}
             layers: {path: "b.{i}", ffn: {up: [wi, {key: wi_0.weight}]}}
         """)
+
+
+@pytest.mark.parametrize("family", list(builtin_maps()))
+def test_every_shipped_map_parses(family):
+    smap = load_map(family)
+    assert smap.family == family and smap.model_types
+    assert set(smap.spec) <= set(SPEC_FIELDS)
+    assert all(set(p.spec) <= set(SPEC_FIELDS) for p in smap.parts.values())
