@@ -43,7 +43,7 @@ from eet_triton.kernels._common import (
     shape_bucket,
 )
 
-LOG2E = 1.4426950408889634
+LOG2E = tl.constexpr(1.4426950408889634)
 MAX_HEAD_DIM = 128
 _GRID_Y_MAX = 65535
 
@@ -323,7 +323,7 @@ def attention(q, k, v, *, scale=None, causal=False, key_padding_mask=None, bias=
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
         *mask_strides, *bias_strides, *rel_strides,
-        H, Lq, Lk, (D ** -0.5 if scale is None else float(scale)) * LOG2E, int(t5_max_distance),
+        H, Lq, Lk, (D ** -0.5 if scale is None else float(scale)) * LOG2E.value, int(t5_max_distance),
         shape_bucket(Lq), shape_bucket(Lk),
         HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), CAUSAL=bool(causal),
         HAS_MASK=key_padding_mask is not None, HAS_BIAS=bias is not None, HAS_REL=rel is not None,
