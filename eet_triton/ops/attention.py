@@ -222,7 +222,7 @@ class EETCrossAttention(_Attention):
         h = norm(x) if pre-LN else x
         y = out(attention(q(h), kv(encoder_hidden_states))) (+ x when residual); norm(y) if post-LN.
     The encoder keys/values do not change while decoding: with a `KVCache`, the first call
-    stores them in `kv_cache.cross_kv[layer_idx]` ([B, Lk, 2, H, D]) and later calls reuse them
+    stores them as the cache's cross entry for `layer_idx` ([B, Lk, 2, H, D]) and later calls reuse them
     (encoder_hidden_states may then be None). `project_kv(encoder_hidden_states)` gives the same
     tensor for callers that keep it themselves (`encoder_kv=`).
 
@@ -314,21 +314,20 @@ class EETCrossAttention(_Attention):
         self._check_hidden("hidden_states", hidden_states, self.hidden_size)
         batch, length, _ = hidden_states.shape
         if encoder_kv is None and kv_cache is not None:
-            encoder_kv = kv_cache.cross_kv[self.layer_idx]
-        if encoder_kv is None:
+            encoder_kv = kv_cache.get_cross(self.layer_idx)
+        fresh = encoder_kv is None
+        if fresh:
             if encoder_hidden_states is None:
                 raise ValueError("EETCrossAttention: pass encoder_hidden_states (or encoder_kv, or a kv_cache "
                                  "already filled by a first call)")
             encoder_kv = self.project_kv(encoder_hidden_states)
-            if kv_cache is not None:
-                kv_cache.cross_kv[self.layer_idx] = encoder_kv
-        elif encoder_kv.dim() != 5 or tuple(encoder_kv.shape[2:]) != (2, self.num_heads, self.head_dim) \
-                or encoder_kv.shape[0] != batch:
-            raise ShapeError(f"EETCrossAttention: encoder_kv must be [{batch}, Lk, 2, {self.num_heads}, "
-                             f"{self.head_dim}] as project_kv returns, got {list(encoder_kv.shape)}")
-        if encoder_hidden_states is not None and encoder_hidden_states.shape[0] != batch:
-            raise ShapeError(f"EETCrossAttention: encoder_hidden_states has batch {encoder_hidden_states.shape[0]}, "
-                             f"hidden_states has {batch}")
+        if encoder_kv.dim() != 5 or encoder_kv.shape[0] != batch \
+                or tuple(encoder_kv.shape[2:]) != (2, self.num_heads, self.head_dim):
+            raise ShapeError(f"EETCrossAttention: the encoder keys/values must be [{batch}, Lk, 2, {self.num_heads}, "
+                             f"{self.head_dim}], got {list(encoder_kv.shape)}; give encoder_hidden_states of the "
+                             "decoder's batch size, or encoder_kv as project_kv returns it")
+        if fresh and kv_cache is not None:
+            kv_cache.set_cross(self.layer_idx, encoder_kv)
         self._check_mask("encoder_attention_mask", encoder_attention_mask, batch, encoder_kv.shape[1])
         h = self._normed_input(hidden_states)
         q = linear(h, self.q_weight, self.q_bias).view(batch, length, self.num_heads, self.head_dim)

@@ -25,7 +25,8 @@ class KVCache:
       cross_kv: list (one per layer) of [batch, enc_len, 2, num_heads, head_dim] or None.
 
     `EETSelfMaskedAttention(..., kv_cache=cache)` appends through `append(layer_idx, k, v)`;
-    `EETCrossAttention(..., kv_cache=cache)` fills and reuses `cross_kv[layer_idx]`.
+    `EETCrossAttention(..., kv_cache=cache)` fills and reuses `cross_kv[layer_idx]` through
+    `set_cross` / `get_cross`.
     """
 
     def __init__(self, num_layers: int, batch_size: int, max_len: int, num_heads: int, head_dim: int, *,
@@ -83,6 +84,19 @@ class KVCache:
         self.v[layer][:, start:end].copy_(v)
         self.lengths[layer] = end
         return self.k[layer][:, :end], self.v[layer][:, :end]
+
+    def get_cross(self, layer: int) -> torch.Tensor | None:
+        """The layer's stored cross-attention keys/values [batch, enc_len, 2, heads, head_dim], or None."""
+        self._check_layer(layer)
+        return self.cross_kv[layer]
+
+    def set_cross(self, layer: int, kv: torch.Tensor) -> None:
+        """Keep the layer's projected encoder keys/values for the following decoding steps."""
+        self._check_layer(layer)
+        if kv.dim() != 5 or kv.shape[0] != self.batch_size or tuple(kv.shape[2:]) != (2, self.num_heads, self.head_dim):
+            raise ShapeError(f"KVCache.set_cross: expected [batch={self.batch_size}, enc_len, 2, heads={self.num_heads}, "
+                             f"head_dim={self.head_dim}], got {list(kv.shape)}")
+        self.cross_kv[layer] = kv
 
     def reset(self) -> None:
         """Forget every token and the cross-attention states (buffers are kept)."""

@@ -314,3 +314,18 @@ def test_kv_cache_errors_leave_cache_untouched(device):
     assert cache.length(0) == 5
     with pytest.raises(ShapeError, match="batch=2"):
         op(torch.randn(3, 1, 40, device=device), kv_cache=cache)
+
+
+def test_cross_attention_errors(device):
+    op = EETCrossAttention.from_torch(randomize(bart(is_decoder=True)).to(device))
+    x = torch.randn(3, 1, 32, device=device)
+    cache = KVCache(1, 3, 4, op.num_heads, op.head_dim, dtype=torch.float32, device=device)
+    with pytest.raises(ValueError, match="encoder_hidden_states"):
+        op(x, kv_cache=cache)
+    with pytest.raises(ShapeError, match=r"must be \[3, Lk, 2, 2, 16\], got \[2, 5, 2, 2, 16\]"):
+        op(x, torch.randn(2, 5, 32, device=device), kv_cache=cache)
+    assert cache.get_cross(0) is None, "a failed call must not fill the cache"
+    with pytest.raises(ShapeError, match="hidden size 32"):
+        op(x, torch.randn(3, 5, 40, device=device))
+    with pytest.raises(ShapeError, match=r"\[3, 5\]"):
+        op(x, torch.randn(3, 5, 32, device=device), torch.ones(3, 4, device=device))

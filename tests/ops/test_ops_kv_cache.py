@@ -20,7 +20,11 @@ def test_append_stores_and_returns_views(device):
     assert torch.equal(keys, torch.cat([k1, k2], 1)) and torch.equal(values, torch.cat([v1, v2], 1))
     assert keys.data_ptr() == cache.k[1].data_ptr(), "reads must be views of the buffer, not copies"
     assert cache.seq_length == 0 and cache.lengths == [0, 6]
-    cache.cross_kv[0] = torch.zeros(1)
+    cross = torch.randn(3, 9, 2, 2, 20, device=device).half()
+    cache.set_cross(0, cross)
+    assert cache.get_cross(0) is cross and cache.get_cross(1) is None
+    with pytest.raises(ShapeError, match="set_cross"):
+        cache.set_cross(1, cross[:2])
     cache.reset()
     assert cache.lengths == [0, 0] and cache.cross_kv == [None, None]
 
