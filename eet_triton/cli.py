@@ -117,6 +117,11 @@ def _bench(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns the exit code (0 ok, 1 a check failed, 2 refused or bad input)."""
     args = _parser().parse_args(argv)
+    if args.command != "info":
+        from transformers.utils import logging as hf_logging
+
+        # transformers' per-load progress bars would bury the tables this command prints
+        hf_logging.disable_progress_bar()
     try:
         if args.command == "info":
             return _info()

@@ -16,6 +16,7 @@ Positions that are padding (attention_mask 0) are left out: their values are nev
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import html
@@ -237,8 +238,9 @@ def _additive_mask(mask: torch.Tensor, q_len: int, causal: bool, dtype: torch.dt
 
 
 def _keep_rows(t: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
-    """mask as bool when it covers t's leading [batch, seq] dims, else None (nothing left out)."""
-    if mask is None or t.dim() < 2 or tuple(t.shape[:2]) != tuple(mask.shape):
+    """mask as bool when t is per token ([batch, seq, ...] with the mask's [batch, seq]), else None
+    (nothing left out: a pooled [batch, width] tensor keeps every row)."""
+    if mask is None or t.dim() < 3 or tuple(t.shape[:2]) != tuple(mask.shape):
         return None
     return mask.bool()
 
@@ -272,7 +274,7 @@ def compare_op(eet_op: nn.Module, hf_module: nn.Module, *inputs, hf_kwargs: dict
             elif mask is not None:
                 kw.pop("attention_mask")
             kw.update(cast_inputs(hf_kwargs or {}, run_dtype, device))
-        with torch.no_grad():
+        with torch.no_grad(), _true_fp32():
             return _first_tensor(module(*args, **kw))
 
     ours = call(eet_op, dtype)
@@ -394,8 +396,20 @@ def _compare_rows(name, ours, ref, base, mask) -> Row:
                None if base is None else error_stats(base, ref, keep))
 
 
+@contextlib.contextmanager
+def _true_fp32():
+    """No TF32 while the reference runs: cuDNN convolutions (CLIP's patch embedding) use it by
+    default on Ampere and later, and a 10-bit mantissa would make the fp32 reference no reference."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def _run_hf(model, inputs) -> object:
-    with torch.no_grad():
+    with torch.no_grad(), _true_fp32():
         return model(**cast_inputs(inputs, _placement(model)[0]), output_hidden_states=True)
 
 
@@ -439,9 +453,7 @@ def compare(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "fp16
     ref_out = _run_hf(ref_model, inputs)
     base_out = None
     if dtype != torch.float32:
-        base_model = ref_model.to(dtype) if hf_model is None else copy.deepcopy(ref_model).to(dtype)
-        base_out = _run_hf(base_model, inputs)
-        del base_model
+        base_out = _run_hf(ref_model.to(dtype), inputs)  # ref_model is our own copy: cast in place
     del ref_model
 
     ours = _load_ours(path, device, dtype)
@@ -457,7 +469,15 @@ def compare(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "fp16
     mask = inputs.get("attention_mask")
     mask = mask if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
     base_towers = _hf_towers(base_out) if base_out is not None else {}
+    ref_flat, ours_flat = _flat_outputs(ref_out), _flat_outputs(ours_out)
+    base_flat = _flat_outputs(base_out) if base_out is not None else {}
     rows, notes = [], []
+
+    def output_rows(names):
+        for name in names:
+            rows.append(_compare_rows(name, ours_flat.get(name), ref_flat[name], base_flat.get(name),
+                                      _tower_mask(name, mask, encoder_decoder)))
+
     for tower, states in towers.items():
         tower_mask = _tower_mask(tower, mask, encoder_decoder)
         ours_states = captures[tower].states if tower in captures else []
@@ -469,13 +489,9 @@ def compare(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "fp16
             base = base_towers[tower][i] if tower in base_towers else None
             ours_state = ours_states[i] if ours_states else None
             rows.append(_compare_rows(_state_name(tower, i), ours_state, ref, base, tower_mask))
-    ref_flat, ours_flat = _flat_outputs(ref_out), _flat_outputs(ours_out)
-    base_flat = _flat_outputs(base_out) if base_out is not None else {}
-    # a tower's own outputs (text.pooler_output) next to its layers, the model's heads last
-    ref_flat = dict(sorted(ref_flat.items(), key=lambda kv: "." not in kv[0]))
-    for name, ref in ref_flat.items():
-        rows.append(_compare_rows(name, ours_flat.get(name), ref, base_flat.get(name),
-                                  _tower_mask(name, mask, encoder_decoder)))
+        if tower:  # a tower's own outputs (text.pooler_output) next to its layers
+            output_rows([name for name in ref_flat if name.startswith(tower + ".")])
+    output_rows([name for name in ref_flat if not any(name.startswith(t + ".") for t in towers if t)])
 
     shapes = ", ".join(f"{k} {'x'.join(map(str, v.shape))}" for k, v in inputs.items() if isinstance(v, torch.Tensor))
     title = f"eet_triton {dtype_name(dtype)} vs transformers fp32: {arch} from {name_or_path} ({shapes}; {device.type})"

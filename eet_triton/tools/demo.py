@@ -55,8 +55,9 @@ def random_clip(folder: Path, config_kwargs: dict, log: Callable[[str], None]) -
         log(f"Using the random-weight CLIP saved earlier in {folder}")
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(SEED)
-    model = CLIPModel(CLIPConfig(**config_kwargs)).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = CLIPModel(CLIPConfig(**config_kwargs)).eval()
     staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
         model.save_pretrained(staging)
@@ -107,7 +108,9 @@ def run_demo(device=None, dtype=None, log: Callable[[str], None] = print) -> int
     batch, seq = 2, (16 if tiny else TEXT_TOKENS)
     log(f"\nPrecision: eet_triton {dtype_name(dtype)} against transformers fp32, layer by layer "
         f"(batch {batch}, {seq} tokens with one padded row, random images)...")
-    table = compare(path, dtype=dtype, device=device, batch=batch, seq=seq)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)  # the same inputs every run
+        table = compare(path, dtype=dtype, device=device, batch=batch, seq=seq)
     log(str(condensed(table)))
     log(table.summary())
 

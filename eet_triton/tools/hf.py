@@ -76,8 +76,9 @@ def _without(ids: torch.Tensor, eos: int | None, vocab: int) -> torch.Tensor:
     return ids if eos is None else ids.masked_fill(ids == eos, (eos + 1) % vocab)
 
 
-def make_inputs(model, batch: int, seq: int, device, *, seed: int = 0, pad: bool = True) -> dict[str, torch.Tensor]:
-    """Random valid inputs for a transformers model, drawn from a fixed seed.
+def make_inputs(model, batch: int, seq: int, device, *, seed: int | None = None,
+                pad: bool = True) -> dict[str, torch.Tensor]:
+    """Random valid inputs for a transformers model, drawn from `seed` (None: torch's global RNG).
 
     input_ids [batch, seq] int64 (seq capped at the position table), with an eos token closing each
     row when the config names one and, when pad and batch > 1, the last row padded to half its
@@ -85,7 +86,7 @@ def make_inputs(model, batch: int, seq: int, device, *, seed: int = 0, pad: bool
     types; decoder_input_ids for encoder-decoders; pixel_values [batch, C, S, S] float32 ~ N(0, 1).
     Float tensors come in float32: cast them to each model's dtype (`cast_inputs`).
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = None if seed is None else torch.Generator().manual_seed(seed)
     config = model.config
     text, vision = _sub(config, "text_config"), _sub(config, "vision_config")
     inputs: dict[str, torch.Tensor] = {}
