@@ -19,7 +19,6 @@ from eet_triton._backend import INTERPRET
 from eet_triton.errors import DeviceError, MappingError, UnsupportedModelError
 from eet_triton.mapping import (
     CheckpointReader,
-    Source,
     StructureMap,
     as_dtype,
     load_into,
@@ -121,7 +120,9 @@ def compose_parts(structure_map: StructureMap, config: Mapping) -> tuple[Structu
         for rule in sub.rules:
             rules.append(dataclasses.replace(
                 rule, target=_join(part.target, rule.target), part=name,
-                sources=tuple(Source(_join(part.source, s.key), s.transform) for s in rule.sources),
+                sources=tuple(dataclasses.replace(s, key=_join(part.source, s.key),
+                                                  alternatives=tuple(_join(part.source, k) for k in s.alternatives))
+                              for s in rule.sources),
                 entry=f"{rule.entry} of {sub.origin} (parts.{name})"))
         ignore += [_join(part.source, pattern) for pattern in sub.ignore]
     if not towers:

@@ -1,9 +1,9 @@
 """Which model class reproduces which HuggingFace architecture, and building its skeleton.
 
 A family's YAML map says where each tensor lives and how config.json reads into a ModelSpec; this
-table adds what the class name alone decides: the heads, the pooling, and the few structural
-facts the map schema cannot state (CLIP's patch convolution has no bias, RoBERTa's LM head uses
-gelu whatever hidden_act says). A new family of an existing shape needs only its map and rows here.
+table adds what the class name alone decides: which heads exist (BertModel has a pooler,
+BertForMaskedLM does not) and the output class. A new family of an existing shape needs only its
+map and rows here.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from eet_triton.models.spec import ModelSpec, spec_from_map
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
-    """model: the class to build; spec: ModelSpec fields the class fixes; kwargs: constructor
+    """model: the class to build; spec: ModelSpec fields the class fixes (its heads); kwargs: constructor
     arguments; towers: a dual encoder's default (text, vision) tower architectures, used when its
     map spells the towers out instead of taking them from the sub-configs' maps."""
 
@@ -44,8 +44,6 @@ class Architecture:
 
 _WITH_CROSS = dict(output_class="modeling_outputs.BaseModelOutputWithPoolingAndCrossAttentions")
 _POOLER = dict(pooler=True)
-_CLIP_TEXT = dict(pooling="eos")
-_CLIP_VISION = dict(patch_bias=False)
 
 ARCHITECTURES: dict[str, Architecture] = {
     "BertModel": Architecture(TextModel, _POOLER, _WITH_CROSS),
@@ -55,17 +53,17 @@ ARCHITECTURES: dict[str, Architecture] = {
     "RobertaModel": Architecture(TextModel, _POOLER, _WITH_CROSS),
     "RobertaForSequenceClassification": Architecture(RobertaSequenceClassificationModel),
     "RobertaForTokenClassification": Architecture(TokenClassificationModel),
-    "RobertaForMaskedLM": Architecture(MaskedLMModel, dict(lm_activation="gelu")),
+    "RobertaForMaskedLM": Architecture(MaskedLMModel),
     "AlbertModel": Architecture(TextModel, _POOLER),
     "AlbertForSequenceClassification": Architecture(SequenceClassificationModel, _POOLER),
     "AlbertForTokenClassification": Architecture(TokenClassificationModel),
     "AlbertForMaskedLM": Architecture(MaskedLMModel),
     "ViTModel": Architecture(VisionModel, _POOLER),
     "ViTForImageClassification": Architecture(ImageClassificationModel),
-    "CLIPTextModel": Architecture(TextModel, _CLIP_TEXT),
-    "CLIPTextModelWithProjection": Architecture(TextProjectionModel, _CLIP_TEXT),
-    "CLIPVisionModel": Architecture(VisionModel, _CLIP_VISION),
-    "CLIPVisionModelWithProjection": Architecture(VisionProjectionModel, _CLIP_VISION),
+    "CLIPTextModel": Architecture(TextModel),
+    "CLIPTextModelWithProjection": Architecture(TextProjectionModel),
+    "CLIPVisionModel": Architecture(VisionModel),
+    "CLIPVisionModelWithProjection": Architecture(VisionProjectionModel),
     "CLIPModel": Architecture(DualEncoderModel, kwargs=dict(projected_pooler=True),
                               towers=("CLIPTextModel", "CLIPVisionModel")),
     "VisionTextDualEncoderModel": Architecture(DualEncoderModel),

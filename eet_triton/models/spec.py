@@ -1,17 +1,15 @@
 """ModelSpec: everything the generic architectures need to know about a checkpoint, in one dataclass.
 
 A spec is built from config.json through the structure map's `spec:` section (`spec_from_map`):
-every field the map names is read from the config there. The map schema (docs/MAPS.md) cannot yet
-express a few fields the models need; those come from `CONFIG_FALLBACKS` (the HuggingFace config
-attribute of the same meaning) when the map does not set them, and the presence of optional
-modules (an embedding LayerNorm, CLIP vision's pre-norm, a final norm...) is read off the map:
-a module the map fills exists in the model.
+every field the map names is read from the config there; the architecture fixes its heads
+(models/registry.py); the presence of optional modules (an embedding LayerNorm, CLIP vision's
+pre-norm, a final norm...) is read off the map: a module the map fills outside `heads:` exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Mapping
 
 from eet_triton.errors import MappingError, UnsupportedModelError
 
@@ -148,15 +146,6 @@ class ModelSpec:
 
 FIELDS = frozenset(f.name for f in dataclasses.fields(ModelSpec))
 
-CONFIG_FALLBACKS: dict[str, tuple[str, Any]] = {
-    "eos_token_id": ("eos_token_id", None),
-    "pooler_activation": ("pooler_act", "tanh"),
-    "pooler_size": ("pooler_output_size", None),
-    "inner_group_num": ("inner_group_num", 1),
-}
-"""ModelSpec field -> (HuggingFace config attribute, default) for fields the map schema has no
-`spec:` entry for yet; used only when the map does not set the field."""
-
 # optional modules the model holds exactly when the map fills them (non-head targets)
 _MODULE_FLAGS = {
     "embedding_norm": "embeddings.norm.weight",
@@ -165,6 +154,12 @@ _MODULE_FLAGS = {
     "final_norm": "final_norm.weight",
     "pooler_norm": "pooler_norm.weight",
 }
+
+# fields whose None means something (a default of another field, or "absent"); a None read from
+# config.json for any other field leaves the ModelSpec default
+_NULLABLE = {"head_dim", "num_layer_groups", "embedding_size", "pad_token_id", "eos_token_id", "attention_scale",
+             "activation", "pooler_activation", "pooler_size", "projection_dim", "relative_buckets",
+             "lm_activation", "max_positions", "image_size", "patch_size", "vocab_size"}
 
 
 def spec_from_map(structure_map, config: Mapping, *, architecture: str, part: str | None = None,
@@ -175,20 +170,14 @@ def spec_from_map(structure_map, config: Mapping, *, architecture: str, part: st
     sub-config. overrides: fields the architecture fixes (see models/registry.py).
     """
     values = dict(structure_map.resolve_spec(config, part))
-    sub = config
     prefix = ""
     if part is not None:
-        p = structure_map.parts[part]
-        sub = _lookup(config, p.config) if p.config else config
-        prefix = f"{p.target}." if p.target else ""
+        target = structure_map.parts[part].target
+        prefix = f"{target}." if target else ""
     unknown = set(values) - FIELDS
     if unknown:
         raise MappingError(f"{structure_map.origin}: spec fields {', '.join(sorted(unknown))} are not ModelSpec "
                            f"fields; ModelSpec has {', '.join(sorted(FIELDS))}")
-    for name, (attr, default) in CONFIG_FALLBACKS.items():
-        if name not in values:
-            found = sub.get(attr) if isinstance(sub, Mapping) else None
-            values[name] = default if found is None else found
     targets = {r.target[len(prefix):] for r in structure_map.rules
                if not r.head and r.part == part and r.target.startswith(prefix)}
     for name, target in _MODULE_FLAGS.items():
@@ -207,17 +196,3 @@ def spec_from_map(structure_map, config: Mapping, *, architecture: str, part: st
         return ModelSpec(**values)
     except TypeError as exc:
         raise MappingError(f"{structure_map.origin}: cannot build a ModelSpec for {architecture}: {exc}") from exc
-
-
-_NULLABLE = {"head_dim", "num_layer_groups", "embedding_size", "pad_token_id", "eos_token_id", "attention_scale",
-             "activation", "pooler_activation", "pooler_size", "projection_dim", "relative_buckets",
-             "lm_activation", "max_positions", "image_size", "patch_size", "vocab_size"}
-
-
-def _lookup(config: Mapping, dotted: str):
-    node: Any = config
-    for name in dotted.split("."):
-        if not isinstance(node, Mapping) or name not in node:
-            raise MappingError(f"config.json has no object at {dotted!r}")
-        node = node[name]
-    return node
