@@ -269,8 +269,8 @@ def compare_op(eet_op: nn.Module, hf_module: nn.Module, *inputs, hf_kwargs: dict
         if module is not eet_op:
             if mask is not None and "attention_mask" in inspect.signature(module.forward).parameters:
                 q_len = _first_tensor(args).shape[1] if args else mask.shape[1]
-                kw["attention_mask"] = _additive_mask(mask.to(device), q_len, isinstance(eet_op, EETSelfMaskedAttention),
-                                                      run_dtype)
+                causal = isinstance(eet_op, EETSelfMaskedAttention)
+                kw["attention_mask"] = _additive_mask(mask.to(device), q_len, causal, run_dtype)
             elif mask is not None:
                 kw.pop("attention_mask")
             kw.update(cast_inputs(hf_kwargs or {}, run_dtype, device))
@@ -284,7 +284,8 @@ def compare_op(eet_op: nn.Module, hf_module: nn.Module, *inputs, hf_kwargs: dict
         base = call(copy.deepcopy(hf_module).to(device=device, dtype=dtype).eval(), dtype)
     keep = _keep_rows(ref, mask)
     if tuple(ours.shape) != tuple(ref.shape):
-        row = Row("output", tuple(ref.shape), None, note=f"shape {tuple(ours.shape)} != transformers {tuple(ref.shape)}")
+        row = Row("output", tuple(ref.shape), None,
+                  note=f"shape {tuple(ours.shape)} != transformers {tuple(ref.shape)}")
     else:
         row = Row("output", tuple(ref.shape), error_stats(ours, ref, keep),
                   None if base is None else error_stats(base, ref, keep))
@@ -414,12 +415,8 @@ def _run_hf(model, inputs) -> object:
 
 
 def _load_ours(path, device, dtype):
-    import eet_triton
+    from eet_triton.api import load
 
-    load = getattr(eet_triton, "load", None)
-    if load is None:
-        raise NotImplementedError("eet_triton.load is not available yet in this build; compare a single op "
-                                  "with eet_triton.tools.compare_op meanwhile")
     return load(path, device=device, dtype=dtype_name(dtype), use_cuda_graph=False)
 
 
@@ -440,6 +437,7 @@ def compare(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "fp16
 
     dtype, device = as_torch_dtype(dtype), default_device(device)
     path = resolve_checkpoint(name_or_path)
+    ours = _load_ours(path, device, dtype)  # first: an architecture eet_triton lacks fails before transformers loads
     if hf_model is None:
         ref_model = load_hf(path, torch.float32, device)
     else:
@@ -456,7 +454,6 @@ def compare(name_or_path: str | os.PathLike, *, dtype: str | torch.dtype = "fp16
         base_out = _run_hf(ref_model.to(dtype), inputs)  # ref_model is our own copy: cast in place
     del ref_model
 
-    ours = _load_ours(path, device, dtype)
     towers = _hf_towers(ref_out)
     captures = {tower: _Capture(stack) for tower, stack in _match_stacks(towers, _layer_stacks(ours)).items()}
     try:
