@@ -10,9 +10,12 @@ is rounded once, on store.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
+import triton.testing
 
 from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError
@@ -25,6 +28,8 @@ __all__ = ["ACTIVATIONS", "canonical_activation", "linear"]
 # the larger tile saves (128x256 with 8 warps sits exactly at the limit).
 _ACC_REGS_PER_THREAD = 128
 _MAX_OFFSET = 2**31 - 1
+# The interpreter runs a few programs, so the persistent tile loop runs more than once in CPU tests.
+_INTERPRETER_PROGRAMS = 4
 
 
 def _prune_configs(configs, named_args, **kwargs):
@@ -43,7 +48,29 @@ def _prune_configs(configs, named_args, **kwargs):
     return kept or configs[:1]
 
 
-@autotune("linear", key=["M_BUCKET", "N", "K", "HAS_GATE"], prune_configs_by={"early_config_prune": _prune_configs})
+def _bench_in_graph(kernel_call, quantiles):
+    """Tuning timer: replays from a CUDA graph, so the host launch cost (tens of us, more than the
+    whole kernel at M=64) stays out of the comparison; with plain do_bench the pick was noise."""
+    with torch.cuda.stream(torch.cuda.Stream()):
+        return triton.testing.do_bench_cudagraph(kernel_call, rep=3, quantiles=quantiles)
+
+
+@triton.jit
+def _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    # Grouped order: GROUP_M row blocks walk the N tiles together, so each weight tile is
+    # fetched from HBM once and served from L2 to the other row blocks of the group.
+    tiles_per_group = GROUP_M * num_pid_n
+    first_pid_m = (tile // tiles_per_group) * GROUP_M
+    group_rows = min(num_pid_m - first_pid_m, GROUP_M)
+    return first_pid_m + (tile % tiles_per_group) % group_rows, (tile % tiles_per_group) // group_rows
+
+
+@autotune(
+    "linear",
+    key=["M_BUCKET", "N", "K", "HAS_GATE"],
+    prune_configs_by={"early_config_prune": _prune_configs},
+    do_bench=_bench_in_graph,
+)
 @triton.jit
 def _linear_kernel(
     x_ptr, w_ptr, bias_ptr, gate_w_ptr, gate_bias_ptr, residual_ptr, y_ptr,
@@ -66,67 +93,84 @@ def _linear_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
+    FLATTEN: tl.constexpr,
 ):  # fmt: skip
-    # Grouped order: GROUP_M row blocks walk the N tiles together, so each weight tile is
-    # fetched from HBM once and served from L2 to the other row blocks of the group.
-    pid = tl.program_id(0)
+    # Persistent: at most one program per SM walks the tiles. FLATTEN lets the compiler pipeline the
+    # next tile's first loads under this tile's epilogue (H100, 6400x768x3072 with gelu, TMA variant:
+    # 97 -> 84 us for 128x128x64 w8 s4; it slows other configs, hence a tuning choice).
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
-    pids_per_group = GROUP_M * num_pid_n
-    first_pid_m = (pid // pids_per_group) * GROUP_M
-    group_rows = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + (pid % pids_per_group) % group_rows
-    pid_n = (pid % pids_per_group) // group_rows
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    num_tiles = num_pid_m * num_pid_n
     offs_k = tl.arange(0, BLOCK_K)
-    # Edge rows and columns wrap onto valid ones, so the K loop masks only K; the store drops them.
-    rows = offs_m % M
-    cols = offs_n % N
-
-    x_ptrs = x_ptr + rows[:, None] * stride_xm + offs_k[None, :] * stride_xk
-    w_ptrs = w_ptr + offs_k[:, None] * stride_wk + cols[None, :] * stride_wn
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if HAS_GATE:
-        gate_w_ptrs = gate_w_ptr + offs_k[:, None] * stride_gate_wk + cols[None, :] * stride_gate_wn
-        gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        k_valid = offs_k < K - k * BLOCK_K
-        x = tl.load(x_ptrs, mask=k_valid[None, :], other=0.0)
-        w = tl.load(w_ptrs, mask=k_valid[:, None], other=0.0)
-        if UPCAST_OPERANDS:
-            # The CPU interpreter's dot multiplies bf16 tiles as their raw uint16 bits; fp32 operands
-            # give the same exact products the tensor cores form.
-            x = x.to(tl.float32)
-            w = w.to(tl.float32)
-        acc = tl.dot(x, w, acc, input_precision=DOT_PRECISION)
+    # The epilogue recomputes the tile's coordinates from its own counter: sharing values across
+    # the K loop, as Triton's persistent-matmul tutorial does, keeps the flattened loop pipelinable.
+    tile_c = tl.program_id(0) - tl.num_programs(0)
+    for tile in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN):
+        pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
+        # Edge rows and columns wrap onto valid ones, so the K loop masks only K; the store drops them.
+        rows = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)) % M
+        cols = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)) % N
+        x_ptrs = x_ptr + rows[:, None] * stride_xm + offs_k[None, :] * stride_xk
+        w_ptrs = w_ptr + offs_k[:, None] * stride_wk + cols[None, :] * stride_wn
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         if HAS_GATE:
-            gate_w = tl.load(gate_w_ptrs, mask=k_valid[:, None], other=0.0)
+            gate_w_ptrs = gate_w_ptr + offs_k[:, None] * stride_gate_wk + cols[None, :] * stride_gate_wn
+            gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k in range(0, tl.cdiv(K, BLOCK_K)):
+            k_valid = offs_k < K - k * BLOCK_K
+            x = tl.load(x_ptrs, mask=k_valid[None, :], other=0.0)
+            w = tl.load(w_ptrs, mask=k_valid[:, None], other=0.0)
             if UPCAST_OPERANDS:
-                gate_w = gate_w.to(tl.float32)
-            gate = tl.dot(x, gate_w, gate, input_precision=DOT_PRECISION)
-            gate_w_ptrs += BLOCK_K * stride_gate_wk
-        x_ptrs += BLOCK_K * stride_xk
-        w_ptrs += BLOCK_K * stride_wk
+                # The CPU interpreter's dot multiplies bf16 tiles as their raw uint16 bits; fp32
+                # operands give the same exact products the tensor cores form.
+                x = x.to(tl.float32)
+                w = w.to(tl.float32)
+            acc = tl.dot(x, w, acc, input_precision=DOT_PRECISION)
+            if HAS_GATE:
+                gate_w = tl.load(gate_w_ptrs, mask=k_valid[:, None], other=0.0)
+                if UPCAST_OPERANDS:
+                    gate_w = gate_w.to(tl.float32)
+                gate = tl.dot(x, gate_w, gate, input_precision=DOT_PRECISION)
+                gate_w_ptrs += BLOCK_K * stride_gate_wk
+            x_ptrs += BLOCK_K * stride_xk
+            w_ptrs += BLOCK_K * stride_wk
 
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + cols * stride_biasn).to(tl.float32)[None, :]
-    y = apply_activation(acc, ACTIVATION)
-    if HAS_GATE:
-        if HAS_GATE_BIAS:
-            gate += tl.load(gate_bias_ptr + cols * stride_gate_biasn).to(tl.float32)[None, :]
-        y = y * gate
-    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    if HAS_RESIDUAL:
-        residual_ptrs = residual_ptr + offs_m[:, None] * stride_residualm + offs_n[None, :] * stride_residualn
-        y += tl.load(residual_ptrs, mask=mask, other=0.0).to(tl.float32)
-    y_ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn
-    tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
+        tile_c += tl.num_programs(0)
+        pid_m, pid_n = _tile_coords(tile_c, num_pid_m, num_pid_n, GROUP_M)
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        cols = offs_n % N
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + cols * stride_biasn).to(tl.float32)[None, :]
+        y = apply_activation(acc, ACTIVATION)
+        if HAS_GATE:
+            if HAS_GATE_BIAS:
+                gate += tl.load(gate_bias_ptr + cols * stride_gate_biasn).to(tl.float32)[None, :]
+            y = y * gate
+        mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+        if HAS_RESIDUAL:
+            residual_ptrs = residual_ptr + offs_m[:, None] * stride_residualm + offs_n[None, :] * stride_residualn
+            y += tl.load(residual_ptrs, mask=mask, other=0.0).to(tl.float32)
+        y_ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn
+        tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-def _max_offset(t: torch.Tensor) -> int:
-    return sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()))
+@functools.cache
+def _num_programs(device: torch.device) -> int:
+    if INTERPRET:
+        return _INTERPRETER_PROGRAMS
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _span(t: torch.Tensor) -> int:
+    """Largest element offset a 1-D or 2-D tensor's indexing reaches."""
+    return sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()))
+
+
+# Tuned config per autotune key, so that steady-state calls launch the compiled kernel directly:
+# triton's Autotuner.run rebuilds its key from all 29 arguments on every call (~60 us of host
+# time per call on the H100 host, more than the whole GPU kernel at M=64).
+_TUNED: dict[tuple, triton.Config] = {}
 
 
 def linear(
@@ -202,36 +246,52 @@ def linear(
         return out
     r2 = residual.reshape(-1, N) if residual is not None else None
     for name, t in (("x", x2), ("weight", weight), ("gate_weight", gate_weight), ("residual", r2), ("out", y)):
-        if t is not None and _max_offset(t) > _MAX_OFFSET:
+        if t is not None and _span(t) > _MAX_OFFSET:
             raise ShapeError(
-                f"{name}: spans {_max_offset(t) + 1} elements, but the kernel indexes with int32 "
+                f"{name}: spans {_span(t) + 1} elements, but the kernel indexes with int32 "
                 f"(at most {_MAX_OFFSET + 1}); split the rows into smaller calls"
             )
 
-    grid = lambda meta: (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)  # noqa: E731
-    _linear_kernel[grid](
-        x2, weight,
-        bias if bias is not None else x2,
-        gate_weight if gate_weight is not None else weight,
-        gate_bias if gate_bias is not None else x2,
-        r2 if r2 is not None else y,
-        y,
-        M, N, K, shape_bucket(M),
-        x2.stride(0), x2.stride(1),
-        weight.stride(0), weight.stride(1),
-        bias.stride(0) if bias is not None else 0,
-        gate_weight.stride(0) if gate_weight is not None else 0,
-        gate_weight.stride(1) if gate_weight is not None else 0,
-        gate_bias.stride(0) if gate_bias is not None else 0,
-        r2.stride(0) if r2 is not None else 0,
-        r2.stride(1) if r2 is not None else 0,
-        y.stride(0), y.stride(1),
-        ACTIVATION=act,
-        HAS_BIAS=bias is not None,
-        HAS_GATE=gate_weight is not None,
-        HAS_GATE_BIAS=gate_bias is not None,
-        HAS_RESIDUAL=residual is not None,
-        DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
-        UPCAST_OPERANDS=INTERPRET,
-    )  # fmt: skip
+    def launch(kernel, y, **config):
+        programs = _num_programs(x.device)
+        grid = lambda meta: (min(triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]), programs),)  # noqa: E731
+        kernel[grid](
+            x2, weight,
+            bias if bias is not None else x2,
+            gate_weight if gate_weight is not None else weight,
+            gate_bias if gate_bias is not None else x2,
+            r2 if r2 is not None else y,
+            y,
+            M, N, K, shape_bucket(M),
+            x2.stride(0), x2.stride(1),
+            weight.stride(0), weight.stride(1),
+            bias.stride(0) if bias is not None else 0,
+            gate_weight.stride(0) if gate_weight is not None else 0,
+            gate_weight.stride(1) if gate_weight is not None else 0,
+            gate_bias.stride(0) if gate_bias is not None else 0,
+            r2.stride(0) if r2 is not None else 0,
+            r2.stride(1) if r2 is not None else 0,
+            y.stride(0), y.stride(1),
+            ACTIVATION=act,
+            HAS_BIAS=bias is not None,
+            HAS_GATE=gate_weight is not None,
+            HAS_GATE_BIAS=gate_bias is not None,
+            HAS_RESIDUAL=residual is not None,
+            DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
+            UPCAST_OPERANDS=INTERPRET,
+            **config,
+        )  # fmt: skip
+
+    key = (shape_bucket(M), N, K, gate_weight is not None, x.dtype)
+    config = _TUNED.get(key)
+    if config is None:
+        # Tuning runs the kernel many times; when out is residual (an in-place residual add) each run
+        # would add the product again, so those runs write a scratch buffer instead.
+        in_place = r2 is not None and r2.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
+        tuning_out = torch.empty_like(y) if in_place else y
+        launch(_linear_kernel, tuning_out)
+        config = _TUNED[key] = _linear_kernel.best_config
+        if not in_place:
+            return out
+    launch(_linear_kernel.fn, y, **config.all_kwargs())
     return out
