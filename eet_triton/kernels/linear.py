@@ -51,7 +51,9 @@ def _prune_configs(configs, named_args, **kwargs):
 def _bench_in_graph(kernel_call, quantiles):
     """Tuning timer: replays from a CUDA graph, so the host launch cost (tens of us, more than the
     whole kernel at M=64) stays out of the comparison; with plain do_bench the pick was noise."""
-    with torch.cuda.stream(torch.cuda.Stream()):
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # graph capture needs a side stream; inputs come first
+    with torch.cuda.stream(stream):
         return triton.testing.do_bench_cudagraph(kernel_call, rep=3, quantiles=quantiles)
 
 
