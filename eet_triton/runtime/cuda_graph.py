@@ -29,6 +29,10 @@ def _signature(inputs: dict[str, torch.Tensor | None]) -> Signature:
 
 
 class _Graph:
+    # Static buffers are made outside inference mode: a graph captured under
+    # torch.inference_mode() must still accept inputs copied in outside it.
+    @torch.inference_mode(False)
+    @torch.no_grad()
     def __init__(self, fn: Callable[..., dict[str, torch.Tensor]], inputs: dict[str, torch.Tensor | None]):
         self.inputs = {k: None if t is None else t.clone() for k, t in inputs.items()}
         device = next(t.device for t in inputs.values() if t is not None)
@@ -41,6 +45,7 @@ class _Graph:
         with torch.cuda.graph(self.graph):
             self.outputs = fn(**self.inputs)
 
+    @torch.no_grad()
     def replay(self, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
         for name, t in inputs.items():
             if t is not None:
