@@ -252,14 +252,16 @@ class DualEncoderModel(nn.Module, EETModel):
     forward(input_ids [Bt, L], pixel_values [Bi, C, H, W], attention_mask=None, position_ids=None,
     token_type_ids=None) -> CLIPOutput: logits_per_text [Bt, Bi] = scale * unit(text_embeds) @
     unit(image_embeds).T with scale = exp(logit_scale), logits_per_image its transpose, the unit
-    embeddings, and each tower's BaseModelOutputWithPooling. Bt and Bi need not match.
+    embeddings, and each tower's output (tower_outputs: their classes, as the towers' own models
+    return them). Bt and Bi need not match.
     projected_pooler: the text/vision outputs' pooler_output is the projected embedding (CLIPModel
     in transformers 5) rather than the tower's own (VisionTextDualEncoderModel).
     """
 
     output_class = "models.clip.modeling_clip.CLIPOutput"
 
-    def __init__(self, spec: ModelSpec, *, dtype: torch.dtype, device, projected_pooler: bool = False):
+    def __init__(self, spec: ModelSpec, *, dtype: torch.dtype, device, projected_pooler: bool = False,
+                 tower_outputs: tuple[str, str] = (_POOLING_OUTPUT, _POOLING_OUTPUT)):
         super().__init__()
         self.spec = spec
         self.text_model = Encoder(spec.text, dtype=dtype, device=device)
@@ -270,6 +272,7 @@ class DualEncoderModel(nn.Module, EETModel):
                                        device=device)
         self.logit_scale = nn.Parameter(torch.empty((), dtype=dtype, device=device), requires_grad=False)
         self.projected_pooler = projected_pooler
+        self.tower_outputs = tower_outputs
 
     def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None):
@@ -301,11 +304,10 @@ class DualEncoderModel(nn.Module, EETModel):
         }
 
     def _output(self, flat: dict[str, torch.Tensor]):
-        tower = hf_output_class(_POOLING_OUTPUT)
         fields = {k: v for k, v in flat.items() if "." not in k}
-        for name in ("text_model_output", "vision_model_output"):
-            fields[name] = tower(last_hidden_state=flat[f"{name}.last_hidden_state"],
-                                 pooler_output=flat[f"{name}.pooler_output"])
+        for name, tower in zip(("text_model_output", "vision_model_output"), self.tower_outputs):
+            fields[name] = hf_output_class(tower)(last_hidden_state=flat[f"{name}.last_hidden_state"],
+                                                  pooler_output=flat[f"{name}.pooler_output"])
         return hf_output_class(self.output_class)(**fields)
 
     def _example_inputs(self, batch: int, length: int | None) -> dict:

@@ -120,7 +120,16 @@ def build_spec(structure_map, config: Mapping, *, towers: Mapping[str, str] | No
                      vision=specs["vision"], projection_dim=values.get("projection_dim"))
 
 
+def output_class_of(architecture: str) -> str:
+    """The transformers output class (path under `transformers.`) the architecture returns."""
+    entry = ARCHITECTURES[architecture]
+    return entry.kwargs.get("output_class", entry.model.output_class)
+
+
 def build_model(spec: ModelSpec, *, dtype: torch.dtype, device) -> nn.Module:
     """The model skeleton of `spec` on `device`: every parameter allocated, none filled."""
     entry = ARCHITECTURES[spec.architecture]
-    return entry.model(spec, dtype=dtype, device=device, **entry.kwargs)
+    kwargs = dict(entry.kwargs)
+    if entry.model is DualEncoderModel:
+        kwargs["tower_outputs"] = (output_class_of(spec.text.architecture), output_class_of(spec.vision.architecture))
+    return entry.model(spec, dtype=dtype, device=device, **kwargs)
