@@ -14,7 +14,7 @@ import triton.language as tl
 
 from eet_triton.errors import ShapeError
 from eet_triton.kernels._common import autotune, check_same_device, check_tensor, shape_bucket
-from eet_triton.kernels.layernorm import MAX_N, SMALL, _normalize_rows, prune_row_configs
+from eet_triton.kernels.layernorm import MAX_N, SMALL, _normalize_rows, launch_tuned, prune_row_configs
 
 ID_DTYPES = (torch.int32, torch.int64)
 MAX_PATCH = 64
@@ -140,18 +140,21 @@ def embedding(input_ids, word_weight, *, position_ids=None, position_weight=None
     pos_b, pos_l = (0, 0) if position_ids is None else (
         (0, position_ids.stride(0)) if position_ids.dim() == 1 else position_ids.stride())
     type_b, type_l = (0, 0) if token_type_ids is None else token_type_ids.stride()
-    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]),)  # noqa: E731
-    _embedding_kernel[grid](
-        input_ids, word_weight, position_ids, position_weight, token_type_ids, type_weight, norm_weight, norm_bias,
-        out,
-        m, seq, e, float(scale), float(eps), shape_bucket(m),
+    tensors = (input_ids, word_weight, position_ids, position_weight, token_type_ids, type_weight, norm_weight,
+               norm_bias, out)
+    block_n, m_bucket = triton.next_power_of_2(e), shape_bucket(m)
+    key = (block_n, m_bucket, *(None if t is None else t.dtype for t in tensors))
+    launch_tuned(
+        _embedding_kernel, key, lambda meta: (triton.cdiv(m, meta["BLOCK_M"]),),
+        *tensors,
+        m, seq, e, float(scale), float(eps), m_bucket,
         input_ids.stride(0), input_ids.stride(1), word_weight.stride(0),
         pos_b, pos_l, position_weight.stride(0) if position_weight is not None else 0,
         type_b, type_l, type_weight.stride(0) if type_weight is not None else 0,
         out.stride(0), out.stride(1),
         HAS_POS=position_ids is not None, HAS_TYPE=type_weight is not None,
         HAS_TYPE_IDS=token_type_ids is not None, HAS_NORM=norm_weight is not None,
-        HAS_NORM_BIAS=norm_bias is not None, BLOCK_N=triton.next_power_of_2(e),
+        HAS_NORM_BIAS=norm_bias is not None, BLOCK_N=block_n,
     )
     return out
 
@@ -175,7 +178,7 @@ def _patch_embedding_kernel(
     stride_we, stride_wc, stride_wh, stride_ww,
     stride_posn, stride_ob, stride_ot,
     PATCH: tl.constexpr, PATCH_POW2: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLS: tl.constexpr,
-    HAS_POS: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    HAS_POS: tl.constexpr, IEEE_FP32: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """out[b, HAS_CLS + p, :] = patch p of image b . W^T (+ bias) (+ pos): a GEMM over
@@ -197,16 +200,26 @@ def _patch_embedding_kernel(
     kk = tl.arange(0, BLOCK_K)
     kj = kk % PATCH_POW2
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    comp = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for q0 in range(0, C * PATCH, ROWS):
         q = q0 + kk // PATCH_POW2
         c = q // PATCH
         i = q % PATCH
         k_mask = (q < C * PATCH) & (kj < PATCH)
         a = tl.load(px_ptr + a_row[:, None] + (c * stride_pxc + i * stride_pxh + kj * stride_pxw)[None, :],
-                    mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+                    mask=m_mask[:, None] & k_mask[None, :], other=0.0).to(w_ptr.dtype.element_ty)
         wt = tl.load(w_ptr + (offs_n * stride_we)[None, :] + (c * stride_wc + i * stride_wh + kj * stride_ww)[:, None],
                      mask=k_mask[:, None] & n_mask[None, :], other=0.0)
-        acc = tl.dot(a.to(w_ptr.dtype.element_ty), wt, acc, input_precision=DOT_PRECISION)
+        if IEEE_FP32:
+            # fp32 without TF32: one sequential fp32 sum over K = 768 was off by 5e-6 where cuDNN's
+            # conv is off by 1.2e-6; Kahan-summing the BLOCK_K-term partial dots leaves only the
+            # partials' own rounding (a plain acc += dot would be folded back into the dot)
+            part = tl.dot(a, wt, input_precision="ieee") - comp
+            total = acc + part
+            comp = (total - acc) - part
+            acc = total
+        else:
+            acc = tl.dot(a, wt, acc)
 
     tok = p
     if HAS_CLS:
@@ -280,14 +293,17 @@ def patch_embedding(pixel_values, patch_weight, patch_bias=None, *, class_embedd
     m = bsz * n_patches
     if m == 0 or e == 0:
         return out
-    grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(e, meta["BLOCK_N"]),)  # noqa: E731
-    _patch_embedding_kernel[grid](
-        pixel_values, patch_weight, patch_bias, class_embedding, position_weight, out,
-        m, e, c, n_patches, w // p, shape_bucket(m),
+    tensors = (pixel_values, patch_weight, patch_bias, class_embedding, position_weight, out)
+    m_bucket = shape_bucket(m)
+    key = (e, c, p, m_bucket, *(None if t is None else t.dtype for t in tensors))
+    launch_tuned(
+        _patch_embedding_kernel, key, lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(e, meta["BLOCK_N"]),),
+        *tensors,
+        m, e, c, n_patches, w // p, m_bucket,
         *pixel_values.stride(), *patch_weight.stride(),
         position_weight.stride(0) if position_weight is not None else 0, out.stride(0), out.stride(1),
         PATCH=p, PATCH_POW2=triton.next_power_of_2(p), HAS_BIAS=patch_bias is not None, HAS_CLS=has_cls,
         HAS_POS=position_weight is not None,
-        DOT_PRECISION="ieee" if patch_weight.dtype == torch.float32 else "tf32",
+        IEEE_FP32=patch_weight.dtype == torch.float32,
     )
     return out
