@@ -115,6 +115,9 @@ def test_strided_rows(dtype, device):
     first = base[:, 0, :77]
     check(first, weight[:77], bias[:77], rms=False)
 
+    four_d = torch.randn(2, 3, 5, 64, device=device).to(dtype)[:, :, 1:4, :50]
+    check(four_d, weight[:50], None, rms=True)
+
 
 def test_empty_rows(device):
     x = torch.empty(0, 64, device=device)
