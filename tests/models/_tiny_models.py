@@ -77,8 +77,8 @@ def dual_config(text, vision):
     return VisionTextDualEncoderConfig.from_vision_text_configs(vision, text, projection_dim=24)
 
 
-def randomize(model: torch.nn.Module, seed: int = 1234) -> torch.nn.Module:
-    """Every parameter random: norm weights near 1, the rest N(0, 0.1); logit_scale kept."""
+def randomize(model: torch.nn.Module, seed: int = 1234, std: float = 0.1) -> torch.nn.Module:
+    """Every parameter random: norm weights near 1, the rest N(0, std); logit_scale kept."""
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
         for name, p in model.named_parameters():
@@ -87,20 +87,20 @@ def randomize(model: torch.nn.Module, seed: int = 1234) -> torch.nn.Module:
             if p.dim() == 1 and "norm" in name.lower() and name.endswith("weight"):
                 p.copy_(1 + 0.1 * torch.randn_like(p))
             else:
-                p.copy_(0.1 * torch.randn_like(p))
+                p.copy_(std * torch.randn_like(p))
     return model
 
 
 _FOLDERS: dict[str, pathlib.Path] = {}
 
 
-def checkpoint(hf_class, config, key: str | None = None) -> pathlib.Path:
-    """A saved tiny random `hf_class(config)` (once per session per key)."""
+def checkpoint(hf_class, config, key: str | None = None, std: float = 0.1) -> pathlib.Path:
+    """A saved random `hf_class(config)` (once per session per key); std: see randomize."""
     key = key or hf_class.__name__
     if key not in _FOLDERS:
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            model = randomize(hf_class(config).eval())
+            model = randomize(hf_class(config).eval(), std=std)
         folder = pathlib.Path(tempfile.mkdtemp(prefix=f"eet_{key}_"))
         model.save_pretrained(folder)
         _FOLDERS[key] = folder
