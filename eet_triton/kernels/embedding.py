@@ -14,7 +14,7 @@ import triton.language as tl
 
 from eet_triton.errors import ShapeError
 from eet_triton.kernels._common import autotune, check_same_device, check_tensor, shape_bucket
-from eet_triton.kernels.layernorm import MAX_N, SMALL, _normalize_rows, launch_tuned, prune_row_configs
+from eet_triton.kernels.layernorm import MAX_N, SMALL, _normalize_rows, cdiv, launch_tuned, pow2, prune_row_configs
 
 ID_DTYPES = (torch.int32, torch.int64)
 MAX_PATCH = 64
@@ -142,10 +142,10 @@ def embedding(input_ids, word_weight, *, position_ids=None, position_weight=None
     type_b, type_l = (0, 0) if token_type_ids is None else token_type_ids.stride()
     tensors = (input_ids, word_weight, position_ids, position_weight, token_type_ids, type_weight, norm_weight,
                norm_bias, out)
-    block_n, m_bucket = triton.next_power_of_2(e), shape_bucket(m)
+    block_n, m_bucket = pow2(e), shape_bucket(m)
     key = (block_n, m_bucket, *(None if t is None else t.dtype for t in tensors))
     launch_tuned(
-        _embedding_kernel, key, lambda meta: (triton.cdiv(m, meta["BLOCK_M"]),),
+        _embedding_kernel, key, lambda meta: (cdiv(m, meta["BLOCK_M"]),),
         *tensors,
         m, seq, e, float(scale), float(eps), m_bucket,
         input_ids.stride(0), input_ids.stride(1), word_weight.stride(0),
@@ -297,12 +297,12 @@ def patch_embedding(pixel_values, patch_weight, patch_bias=None, *, class_embedd
     m_bucket = shape_bucket(m)
     key = (e, c, p, m_bucket, *(None if t is None else t.dtype for t in tensors))
     launch_tuned(
-        _patch_embedding_kernel, key, lambda meta: (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(e, meta["BLOCK_N"]),),
+        _patch_embedding_kernel, key, lambda meta: (cdiv(m, meta["BLOCK_M"]) * cdiv(e, meta["BLOCK_N"]),),
         *tensors,
         m, e, c, n_patches, w // p, m_bucket,
         *pixel_values.stride(), *patch_weight.stride(),
         position_weight.stride(0) if position_weight is not None else 0, out.stride(0), out.stride(1),
-        PATCH=p, PATCH_POW2=triton.next_power_of_2(p), HAS_BIAS=patch_bias is not None, HAS_CLS=has_cls,
+        PATCH=p, PATCH_POW2=pow2(p), HAS_BIAS=patch_bias is not None, HAS_CLS=has_cls,
         HAS_POS=position_weight is not None,
         IEEE_FP32=patch_weight.dtype == torch.float32,
     )
