@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from eet_triton.kernels.linear import canonical_activation, linear
+from eet_triton.models.spec import ModelSpec
 from eet_triton.ops import EETFeedforward, EETLayerNorm, EETSelfAttention, EETSelfMaskedAttention
 from eet_triton.ops._base import empty
-from eet_triton.models.spec import ModelSpec
 
 
 class Dense(nn.Module):

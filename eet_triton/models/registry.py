@@ -71,6 +71,9 @@ ARCHITECTURES: dict[str, Architecture] = {
 """HuggingFace class name -> how eet_triton builds it."""
 
 
+_TOWERS = (TextModel, VisionModel)
+
+
 def architecture_of(structure_map, config: Mapping) -> str:
     """The class to build: config.json's first architecture the map and this table both know;
     without `architectures` in the config, the map's first (its base model)."""
@@ -109,10 +112,10 @@ def build_spec(structure_map, config: Mapping, *, towers: Mapping[str, str] | No
     specs = {}
     for part in ("text", "vision"):
         tower = (towers or {}).get(part) or defaults[part]
-        if tower not in ARCHITECTURES or ARCHITECTURES[tower].model not in (TextModel, VisionModel):
+        if tower not in ARCHITECTURES or ARCHITECTURES[tower].model not in _TOWERS:
+            supported = ", ".join(a for a, e in ARCHITECTURES.items() if e.model in _TOWERS)
             raise UnsupportedModelError(f"{architecture}: its {part} tower {tower!r} is not a supported base model; "
-                                        "supported towers: "
-                                        f"{', '.join(a for a, e in ARCHITECTURES.items() if e.model in (TextModel, VisionModel))}")
+                                        f"supported towers: {supported}")
         specs[part] = spec_from_map(structure_map, config, architecture=tower, part=part,
                                     **ARCHITECTURES[tower].spec)
     values = structure_map.resolve_spec(config)

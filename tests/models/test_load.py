@@ -117,7 +117,8 @@ def test_checkpoint_missing_a_tensor():
     weights = load_file(f"{folder}/model.safetensors")
     del weights["encoder.layer.1.attention.self.key.weight"]
     save_file(weights, f"{folder}/model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(CheckpointError, match=r"layers\.1\.attention\.qkv_weight.*encoder\.layer\.1\.attention\.self\.key"):
+    with pytest.raises(CheckpointError,
+                       match=r"layers\.1\.attention\.qkv_weight.*encoder\.layer\.1\.attention\.self\.key"):
         eet_triton.load(folder, device="cpu", dtype="fp32")
 
 

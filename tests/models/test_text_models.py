@@ -98,9 +98,10 @@ def test_token_classification_fp32(hf_class, device):
 
 
 def test_token_types_and_explicit_positions(device):
-    """token_type_ids given, and position_ids in HF's [1, L] form."""
+    """token_type_ids given, position_ids in HF's [1, L] form, a bool attention_mask."""
     folder = checkpoint(BertModel, bert_config())
     inputs = text_inputs(2, 11, pad_id=0, padded=True)
+    inputs["attention_mask"] = inputs["attention_mask"].bool()
     inputs["token_type_ids"] = torch.randint(0, 2, (2, 11))
     inputs["position_ids"] = torch.randperm(11)[None]
     check_text(BertModel, folder, device, torch.float32, inputs, causal=False)
