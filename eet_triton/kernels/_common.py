@@ -51,8 +51,11 @@ def autotune(family: str, key: list[str], **kwargs):
 
 
 def shape_bucket(n: int) -> int:
-    """Autotune key for a size that varies between calls (tokens, sequence length)."""
-    return triton.next_power_of_2(max(int(n), 1))
+    """Autotune key for a size that varies between calls (tokens, sequence length).
+
+    Plain int arithmetic: triton.next_power_of_2 costs ~4.5 us a call on triton 3.x,
+    paid on every launch."""
+    return 1 << (max(int(n), 1) - 1).bit_length()
 
 
 def check_tensor(
