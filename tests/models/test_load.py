@@ -75,12 +75,12 @@ def test_dtype_names(dtype, want, device):
     assert {p.dtype for p in model.parameters()} == {want}
 
 
-def test_bad_dtype_and_device():
+def test_bad_dtype_and_device(device):
     folder = checkpoint(BertModel, bert_config())
     with pytest.raises(DTypeError, match="fp16"):
-        eet_triton.load(folder, device="cpu", dtype="fp8")
+        eet_triton.load(folder, device=device, dtype="fp8")
     with pytest.raises(DTypeError):
-        eet_triton.load(folder, device="cpu", dtype=torch.int32)
+        eet_triton.load(folder, device=device, dtype=torch.int32)
     with pytest.raises(DeviceError, match="cuda"):
         eet_triton.load(folder, device="tpu")
     if not torch.cuda.is_available():
@@ -100,29 +100,29 @@ def test_user_map_by_name_and_malformed_map(tmp_path, device):
         eet_triton.load(folder, device=device, dtype="fp32", mapping=bad)
 
 
-def test_unsupported_architecture():
+def test_unsupported_architecture(device):
     folder = checkpoint(BertForQuestionAnswering, bert_config())
     with pytest.raises(UnsupportedModelError, match=r"(?s)BertForQuestionAnswering.*BertForMaskedLM.*MAPS\.md"):
-        eet_triton.load(folder, device="cpu", dtype="fp32")
+        eet_triton.load(folder, device=device, dtype="fp32")
 
 
-def test_unsupported_model_type():
+def test_unsupported_model_type(device):
     folder = checkpoint(GPT2Model, GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=99, n_positions=16))
     with pytest.raises(UnsupportedModelError, match=r"(?s)'gpt2'.*CLIPModel.*MAPS\.md"):
-        eet_triton.load(folder, device="cpu", dtype="fp32")
+        eet_triton.load(folder, device=device, dtype="fp32")
 
 
-def test_checkpoint_missing_a_tensor():
+def test_checkpoint_missing_a_tensor(device):
     folder = copy_of(checkpoint(BertModel, bert_config()))
     weights = load_file(f"{folder}/model.safetensors")
     del weights["encoder.layer.1.attention.self.key.weight"]
     save_file(weights, f"{folder}/model.safetensors", metadata={"format": "pt"})
     with pytest.raises(CheckpointError,
                        match=r"layers\.1\.attention\.qkv_weight.*encoder\.layer\.1\.attention\.self\.key"):
-        eet_triton.load(folder, device="cpu", dtype="fp32")
+        eet_triton.load(folder, device=device, dtype="fp32")
 
 
-def test_truncated_safetensors():
+def test_truncated_safetensors(device):
     folder = copy_of(checkpoint(BertModel, bert_config()))
     path = f"{folder}/model.safetensors"
     with open(path, "rb") as f:
@@ -130,7 +130,7 @@ def test_truncated_safetensors():
     with open(path, "wb") as f:
         f.write(data[: len(data) * 2 // 3])
     with pytest.raises(CheckpointError, match="model.safetensors"):
-        eet_triton.load(folder, device="cpu", dtype="fp32")
+        eet_triton.load(folder, device=device, dtype="fp32")
 
 
 def test_failed_load_frees_the_skeleton(monkeypatch, device):
