@@ -194,8 +194,13 @@ def linear(
     bias, gate_bias: [N] or None; gate_bias only with gate_weight.
     residual: [..., N], same shape as the output, or None.
     activation: a name in ACTIVATIONS (HuggingFace spellings welcome) or None.
-    out: [..., N] buffer to write into (may be `residual` itself, for an in-place residual add).
-    All tensors share x's dtype and device.
+    out: [..., N] buffer to write into (may be `residual` itself, for an in-place residual add;
+        must not overlap x or the weights).
+    All tensors share x's dtype and device (the current CUDA device).
+
+    The first call for a (rows rounded up to a power of two, N, K, gated, dtype) combination tunes
+    the kernel (and syncs); later calls launch the tuned kernel only, so make one call per shape
+    before capturing a CUDA graph.
 
     fp16/bf16 multiply on tensor cores with fp32 accumulation; fp32 uses a full-precision
     dot (no tf32). The epilogue runs in fp32 and rounds once.
