@@ -16,7 +16,7 @@
 Every contender runs in the same process on fresh random data (never zeros), warmed up (which
 also autotunes ours), timed with triton.testing.do_bench (median, L2 flushed between runs) and
 with do_bench_cudagraph (median of graph replays: GPU time without host launch cost, which
-is what the CUDA-graph runtime pays). FLOPs are 4*B*H*Lq*Lk*D, half that when causal, against
+is what the CUDA-graph runtime pays), and the host time per call. FLOPs are 4*B*H*Lq*Lk*D, half that when causal, against
 ~760 TFLOP/s dense fp16. With EET_BENCH_OUT set, the table also goes to
 $EET_BENCH_OUT/summary_attention.md, and the autotuner's timing of every config to
 $EET_BENCH_OUT/attention_configs.txt.
@@ -24,6 +24,7 @@ $EET_BENCH_OUT/attention_configs.txt.
 
 import os
 import sys
+import time
 
 import torch
 import torch.nn.functional as F
@@ -41,12 +42,19 @@ B, H, D = 8, 12, 64
 
 
 def times_us(fn):
-    """(eager median, graph-replay median) in microseconds."""
+    """(eager median, graph-replay median, host time per call) in microseconds. The host time
+    is 100 calls queued without a sync, fewer than the launch queue holds: what the CPU spends."""
     fn()
     torch.cuda.synchronize()
     eager = do_bench(fn, warmup=50, rep=300, return_mode="median") * 1e3
     graph = do_bench_cudagraph(fn, rep=300, return_mode="median") * 1e3
-    return eager, graph
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(100):
+        fn()
+    host = (time.perf_counter() - start) * 1e4
+    torch.cuda.synchronize()
+    return eager, graph, host
 
 
 def best_config(log, what):
@@ -128,17 +136,20 @@ def main():
     lines = [
         f"### attention ({torch.cuda.get_device_name()}, fp16, B={B} H={H} D={D}, median us)", "",
         "| case | ours us | SDPA us | speedup | ours graph us | SDPA graph us | graph speedup | ours | of peak "
-        "| SDPA | contender | our config | max diff |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
+        "| SDPA | ours host us | SDPA host us | contender | our config | max diff |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
     ]
-    for name, work, (ours, ours_g), (theirs, theirs_g), what, cfg, diff in plain(log) + t5(log) + decode(log):
+    for name, work, (ours, ours_g, ours_h), (theirs, theirs_g, theirs_h), what, cfg, diff in (
+        plain(log) + t5(log) + decode(log)
+    ):
         if name.startswith("decode"):
             rate, trate, peak, unit = work / ours / 1e3, work / theirs / 1e3, COPY_TBS * 1e3, "GB/s"
         else:
             rate, trate, peak, unit = work / ours / 1e6, work / theirs / 1e6, FP16_TFLOPS, "TFLOP/s"
         lines.append(
             f"| {name} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.2f}x | {ours_g:.1f} | {theirs_g:.1f} | "
-            f"{theirs_g / ours_g:.2f}x | {rate:.0f} {unit} | {rate / peak:.0%} | {trate:.0f} {unit} | {what} | "
+            f"{theirs_g / ours_g:.2f}x | {rate:.0f} {unit} | {rate / peak:.0%} | {trate:.0f} {unit} | "
+            f"{ours_h:.0f} | {theirs_h:.0f} | {what} | "
             f"{cfg} | {diff:.1e} |"
         )
     table = "\n".join(lines)

@@ -156,11 +156,15 @@ def test_relative_position_buckets_match_hf(num_buckets, max_distance, bidirecti
     assert torch.equal(ours.long(), hf)
 
 
+# (64, 64): buckets saturate only 1 (unidirectional) or 5 (bidirectional) positions before
+# max_distance, so a misplaced far/near block boundary changes the bias; at Lk=113 the kernel's
+# constant far-distance blocks come into play, and Lk - Lq = 8 leaves the far-right boundary of
+# a 16-row block 7 keys past a 16-key block edge, where a boundary 8 keys early would show
 @pytest.mark.parametrize(
     "Lq,Lk,bidirectional,causal",
-    [(77, 77, True, False), (7, 77, True, False), (77, 77, False, True), (1, 77, False, True), (9, 70, False, True)],
+    [(105, 113, True, False), (7, 77, True, False), (113, 113, False, True), (1, 77, False, True), (9, 70, False, True)],
 )
-@pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (8, 16)])
+@pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (64, 64)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_t5_bias(Lq, Lk, bidirectional, causal, num_buckets, max_distance, dtype, device):
     H = 2
@@ -257,6 +261,8 @@ def test_gpu_t5_and_decode():
     table = torch.randn(32, H, device="cuda").half()
     check(q * 0.25, k, v, scale=1.0, key_padding_mask=mask, t5_table=table,
           ref_bias=hf_t5_bias(table, L, L, True, 128))
+    check(q * 0.25, k, v, causal=True, key_padding_mask=mask, t5_table=table, t5_bidirectional=False, scale=1.0,
+          ref_bias=hf_t5_bias(table, L, L, False, 128))
     check(q[:, -1:], k, v, causal=True, key_padding_mask=mask, t5_table=table, t5_bidirectional=False, scale=1.0,
           ref_bias=hf_t5_bias(table, 1, L, False, 128))
     check(*qkv(B, L, L, H, D, torch.float32, "cuda"), causal=True)
