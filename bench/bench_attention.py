@@ -139,28 +139,25 @@ def main():
         "| SDPA | ours host us | SDPA host us | contender | our config | max diff |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
     ]
-    for name, work, (ours, ours_g, ours_h), (theirs, theirs_g, theirs_h), what, cfg, diff in (
-        plain(log) + t5(log) + decode(log)
-    ):
-        if name.startswith("decode"):
-            rate, trate, peak, unit = work / ours / 1e3, work / theirs / 1e3, COPY_TBS * 1e3, "GB/s"
-        else:
-            rate, trate, peak, unit = work / ours / 1e6, work / theirs / 1e6, FP16_TFLOPS, "TFLOP/s"
-        lines.append(
-            f"| {name} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.2f}x | {ours_g:.1f} | {theirs_g:.1f} | "
-            f"{theirs_g / ours_g:.2f}x | {rate:.0f} {unit} | {rate / peak:.0%} | {trate:.0f} {unit} | "
-            f"{ours_h:.0f} | {theirs_h:.0f} | {what} | "
-            f"{cfg} | {diff:.1e} |"
-        )
-    table = "\n".join(lines)
+    print("\n".join(lines), flush=True)
+    for section in (plain, t5, decode):
+        for name, work, (ours, ours_g, ours_h), (theirs, theirs_g, theirs_h), what, cfg, diff in section(log):
+            if name.startswith("decode"):
+                rate, trate, peak, unit = work / ours / 1e3, work / theirs / 1e3, COPY_TBS * 1e3, "GB/s"
+            else:
+                rate, trate, peak, unit = work / ours / 1e6, work / theirs / 1e6, FP16_TFLOPS, "TFLOP/s"
+            lines.append(
+                f"| {name} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.2f}x | {ours_g:.1f} | {theirs_g:.1f} | "
+                f"{theirs_g / ours_g:.2f}x | {rate:.0f} {unit} | {rate / peak:.0%} | {trate:.0f} {unit} | "
+                f"{ours_h:.0f} | {theirs_h:.0f} | {what} | {cfg} | {diff:.1e} |"
+            )
+            print(lines[-1], flush=True)
     print("\n".join(log))
-    print(table)
     if os.environ.get("EET_BENCH_OUT"):
         with open(os.path.join(os.environ["EET_BENCH_OUT"], "summary_attention.md"), "w") as f:
-            f.write(table + "\n")
+            f.write("\n".join(lines) + "\n")
         with open(os.path.join(os.environ["EET_BENCH_OUT"], "attention_configs.txt"), "w") as f:
             f.write("\n".join(log) + "\n")
-
 
 if __name__ == "__main__":
     main()
