@@ -12,6 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
+from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError
 from eet_triton.kernels._common import autotune, check_same_device, check_tensor, shape_bucket
 from eet_triton.kernels.layernorm import MAX_N, SMALL, _normalize_rows, cdiv, launch_tuned, pow2, prune_row_configs
@@ -178,7 +179,7 @@ def _patch_embedding_kernel(
     stride_we, stride_wc, stride_wh, stride_ww,
     stride_posn, stride_ob, stride_ot,
     PATCH: tl.constexpr, PATCH_POW2: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLS: tl.constexpr,
-    HAS_POS: tl.constexpr, IEEE_FP32: tl.constexpr,
+    HAS_POS: tl.constexpr, IEEE_FP32: tl.constexpr, UPCAST_OPERANDS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """out[b, HAS_CLS + p, :] = patch p of image b . W^T (+ bias) (+ pos): a GEMM over
@@ -219,6 +220,9 @@ def _patch_embedding_kernel(
             total = acc + part
             comp = (total - acc) - part
             acc = total
+        elif UPCAST_OPERANDS:
+            # the CPU interpreter's dot reads bf16 tiles as raw integer bits
+            acc = tl.dot(a.to(tl.float32), wt.to(tl.float32), acc, input_precision="ieee")
         else:
             acc = tl.dot(a, wt, acc)
 
@@ -306,5 +310,6 @@ def patch_embedding(pixel_values, patch_weight, patch_bias=None, *, class_embedd
         PATCH=p, PATCH_POW2=pow2(p), HAS_BIAS=patch_bias is not None, HAS_CLS=has_cls,
         HAS_POS=position_weight is not None,
         IEEE_FP32=patch_weight.dtype == torch.float32,
+        UPCAST_OPERANDS=INTERPRET,
     )
     return out

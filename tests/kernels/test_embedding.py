@@ -162,7 +162,7 @@ def check_patch(pixel_values, weight, bias=None, cls=None, pos=None):
 @pytest.mark.parametrize("image,patch,e", [((8, 8), 4, 48), ((12, 12), 4, 32), ((12, 18), 6, 40), ((32, 32), 16, 32)])
 @pytest.mark.parametrize("with_bias,with_cls", [(False, True), (True, True), (True, False)],
                          ids=["clip", "vit", "no_cls"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_patch_embedding(image, patch, e, with_bias, with_cls, dtype, device):
     b, c = 2, 3
     n_tok = (image[0] // patch) * (image[1] // patch) + with_cls

@@ -8,7 +8,6 @@ import torch
 from transformers import CLIPVisionModel, CLIPVisionModelWithProjection, ViTForImageClassification, ViTModel
 
 import eet_triton
-from eet_triton import INTERPRET
 from _tiny_models import (
     assert_matches,
     assert_same,
@@ -31,10 +30,7 @@ VISION = {
 CASES = [
     pytest.param(torch.float32, 3, id="fp32-b3"),
     pytest.param(torch.float16, 1, id="fp16-b1"),
-    # in the interpreter patch_embedding's bf16 GEMM returns garbage (its kernel tests leave bf16 out
-    # on CPU too); compiled on a GPU it runs
-    pytest.param(torch.bfloat16, 3, id="bf16-b3",
-                 marks=pytest.mark.skipif(INTERPRET, reason="bf16 patch_embedding is wrong in Triton's interpreter")),
+    pytest.param(torch.bfloat16, 3, id="bf16-b3"),
 ]
 
 

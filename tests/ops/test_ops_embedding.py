@@ -11,15 +11,11 @@ from transformers.models.roberta.modeling_roberta import RobertaEmbeddings
 from transformers.models.vit.modeling_vit import ViTEmbeddings
 
 from _ops_helpers import check, hf_runs, randomize, same_twice
-from eet_triton import INTERPRET
 from eet_triton.errors import DeviceError, DTypeError, SequenceTooLongError, ShapeError, UnsupportedModelError
 from eet_triton.ops import EETBertEmbedding, EETVisionEmbedding, from_torch
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-# patch_embedding feeds bf16 straight to tl.dot, which the interpreter computes wrongly (errors ~1e10)
-VISION_DTYPES = [torch.float32, torch.float16,
-                 pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
-                     INTERPRET, reason="patch_embedding's bf16 tl.dot is wrong in the Triton interpreter"))]
+VISION_DTYPES = DTYPES
 TEXT = dict(vocab_size=50, hidden_size=40, max_position_embeddings=20)
 
 
