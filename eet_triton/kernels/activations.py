@@ -27,6 +27,7 @@ _ALIASES = {
     "relu": "relu",
     "silu": "silu",
     "swish": "silu",
+    "tanh": "tanh",
 }
 
 ACTIVATIONS: tuple[str, ...] = tuple(_ALIASES)
@@ -35,7 +36,7 @@ ACTIVATIONS: tuple[str, ...] = tuple(_ALIASES)
 
 def canonical_activation(name: str | None) -> str | None:
     """Map a HuggingFace hidden_act / activation_function name to ours: 'gelu' (erf),
-    'gelu_tanh', 'quick_gelu', 'relu', 'silu', or None for no activation.
+    'gelu_tanh', 'quick_gelu', 'relu', 'silu', 'tanh' (poolers), or None for no activation.
 
     Raises UnsupportedModelError for any other name (and for non-string values)."""
     if name is None:
@@ -64,4 +65,7 @@ def apply_activation(y, ACTIVATION: tl.constexpr):
         y = tl.maximum(y, 0.0)
     elif ACTIVATION == "silu":
         y = y * tl.sigmoid(y)
+    elif ACTIVATION == "tanh":
+        # tanh(y) = 2 sigmoid(2y) - 1: tl has no tanh in every Triton we support
+        y = 2.0 * tl.sigmoid(2.0 * y) - 1.0
     return y

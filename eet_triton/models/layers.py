@@ -15,8 +15,8 @@ from eet_triton.ops._base import empty
 class Dense(nn.Module):
     """y = act(x @ weight.T + bias): poolers, classifiers, projections.
 
-    weight [out, in], bias [out] or None; activation a HF name the linear kernel fuses, or 'tanh'
-    (the poolers'), which the kernels lack: applied with torch.tanh on the small pooled tensor.
+    weight [out, in], bias [out] or None; activation a HF name the linear kernel fuses in its
+    epilogue ('tanh' for the poolers).
     forward(x [..., in]) -> [..., out] in the weights' dtype.
     """
 
@@ -26,12 +26,10 @@ class Dense(nn.Module):
         self.weight = nn.Parameter(empty(out_features, in_features, dtype=dtype, device=device), requires_grad=False)
         self.bias = (nn.Parameter(empty(out_features, dtype=dtype, device=device), requires_grad=False)
                      if bias else None)
-        self.activation = activation
-        self._fused = None if activation == "tanh" else canonical_activation(activation)
+        self.activation = canonical_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = linear(x, self.weight, self.bias, activation=self._fused)
-        return torch.tanh(y) if self.activation == "tanh" else y
+        return linear(x, self.weight, self.bias, activation=self.activation)
 
     def extra_repr(self) -> str:
         out, inp = self.weight.shape

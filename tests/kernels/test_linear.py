@@ -11,7 +11,7 @@ from eet_triton.kernels.linear import ACTIVATIONS, canonical_activation, linear
 from tests.oracle import assert_oracle, nan_like
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-CANONICAL = [None, "gelu", "gelu_tanh", "quick_gelu", "relu", "silu"]
+CANONICAL = [None, "gelu", "gelu_tanh", "quick_gelu", "relu", "silu", "tanh"]
 
 _TORCH_ACT = {
     None: lambda t: t,
@@ -20,6 +20,7 @@ _TORCH_ACT = {
     "quick_gelu": lambda t: t * torch.sigmoid(1.702 * t),
     "relu": F.relu,
     "silu": F.silu,
+    "tanh": torch.tanh,
 }
 
 
@@ -161,7 +162,7 @@ def test_canonical_activation():
     assert canonical_activation("gelu_new") == canonical_activation("gelu_pytorch_tanh") == "gelu_tanh"
     assert canonical_activation("gelu_fast") == "gelu_tanh"
     assert canonical_activation("swish") == "silu"
-    for bad in ("gelu_10", "relu6", "tanh", "mish", "GELU", 3):
+    for bad in ("gelu_10", "relu6", "mish", "GELU", 3):
         with pytest.raises(UnsupportedModelError, match="gelu_pytorch_tanh.*quick_gelu.*silu"):
             canonical_activation(bad)
 
