@@ -132,12 +132,15 @@ def test_albert_layer_groups(device):
     assert len(model.layers) == 2
 
 
-def test_masked_lm_tied_and_untied(device):
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_masked_lm_tied_and_untied(family, device):
     """Tied: the LM head's weight is the token table itself. Untied (tie_word_embeddings=False), the
     checkpoint holds a separate decoder weight and a decoder bias, the one transformers applies."""
-    tied = eet_triton.load(checkpoint(RobertaForMaskedLM, roberta_config()), device=device, dtype="fp32")
+    hf_class, config, pad_id = {"bert": (BertForMaskedLM, bert_config, 0),
+                                "roberta": (RobertaForMaskedLM, roberta_config, 1)}[family]
+    tied = eet_triton.load(checkpoint(hf_class, config()), device=device, dtype="fp32")
     assert tied.lm_head.weight is tied.embeddings.word_weight
-    folder = checkpoint(RobertaForMaskedLM, roberta_config(tie_word_embeddings=False), key="RobertaForMaskedLM-untied")
-    inputs = text_inputs(2, 7, pad_id=1, padded=True)
-    untied = check_text(RobertaForMaskedLM, folder, device, torch.float32, inputs, causal=False)
+    folder = checkpoint(hf_class, config(tie_word_embeddings=False), key=f"{hf_class.__name__}-untied")
+    inputs = text_inputs(2, 7, pad_id=pad_id, padded=True)
+    untied = check_text(hf_class, folder, device, torch.float32, inputs, causal=False)
     assert untied.lm_head.weight is not untied.embeddings.word_weight
