@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 
 import torch
@@ -104,6 +105,10 @@ def main():
     print(f"{'':17}| {'do_bench':^20} | {'CUDA graph':^34} | {'':^29} | {'host us':^12} |")
     print(header)
     print("\n".join(rows))
+    if os.environ.get("EET_BENCH_OUT"):
+        with open(os.path.join(os.environ["EET_BENCH_OUT"], "summary_linear.md"), "w") as f:
+            f.write("## linear (fp16, us; ratio = cublas/ours, target >= 0.85)\n```\n" + header + "\n"
+                    + "\n".join(rows) + "\n```\n")
 
 
 if __name__ == "__main__":
