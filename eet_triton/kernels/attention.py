@@ -7,11 +7,6 @@ works in base 2: log2(e) is folded into the scale, so a score costs one FMA and 
 The key padding mask, causal mask, additive bias and T5 relative position bias are all
 applied to the scores inside that loop.
 
-fp16/bf16 scores and outputs come from tensor-core dots with fp32 accumulation. fp32 inputs
-skip tl.dot, whose full-precision fp32 form chains D sequential FMAs, for tree sums of the
-products in registers, which round like cuBLAS; they run the small first config only (fp32
-is for checking, not for speed).
-
 The key blocks of a query block run in two phases: first the blocks that every row of the
 block sees in full, with no element mask at all; then the ragged tail, masked: the last
 partial block and, under causal masking, the blocks that straddle the diagonal. Blocks
@@ -64,10 +59,7 @@ def prune_attention_configs(configs, named_args, **kwargs):
     """Keep the configs whose query block is no taller than the (bucketed) query length,
     and at least 64 rows once there are that many queries: thinner blocks only re-read
     k and v more often. Decode (Lq <= 16) keeps the 16-row configs. Small problems keep
-    the first of them, and so does fp32, whose [BLOCK_M, BLOCK_N, BLOCK_D] products sit in
-    registers."""
-    if named_args["q_ptr"].dtype == torch.float32:
-        return configs[:1]
+    the first of them."""
     rows = max(named_args["LQ_BUCKET"], 16)
     kept = [c for c in configs if min(rows, 64) <= c.kwargs["BLOCK_M"] <= rows]
     kept = kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"])]
@@ -80,14 +72,12 @@ def _attention_block(
     diag, offs_d, d_ok, lo, hi, LK, max_distance, qk_scale, rel_const,
     stride_kn, stride_vn, stride_maskn, stride_biasn, stride_relr,
     CAUSAL: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BIAS: tl.constexpr, REL: tl.constexpr,
-    UPCAST: tl.constexpr, FP32: tl.constexpr, BLOCK_N: tl.constexpr, MASK_STEP: tl.constexpr,
+    UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr, BLOCK_N: tl.constexpr, MASK_STEP: tl.constexpr,
 ):
     """Online-softmax update of (acc, l_i, m_i) over the key blocks [lo, hi). MASK_STEP
     blocks may hold keys past LK or (causal) above the diagonal and are masked per element;
     the others are known to be fully visible. T5 bias (REL): 0 none, 1 the same rel_const
-    (already times log2(e)) for every score, 2 gathered per score at the clamped distance.
-    FP32 (fp32 inputs) sums products in registers instead of tl.dot; UPCAST (bf16 in the
-    interpreter) dots in fp32."""
+    (already times log2(e)) for every score, 2 gathered per score at the clamped distance."""
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         n_ok = offs_n < LK
@@ -97,13 +87,7 @@ def _attention_block(
         k = tl.load(k_rows_ptr + offs_n[:, None] * stride_kn + offs_d[None, :], mask=kv_ok, other=0.0)
         if UPCAST:
             k = k.to(tl.float32)
-        if FP32:
-            # fp32: a tree sum over D where the fp32 dot would chain D sequential FMAs, so the
-            # rounding matches cuBLAS's (with the dot, a T5 fp32 decode case missed the oracle
-            # by 2.3x on the H100; emulated, 12 % of seeds fail)
-            s = tl.sum(q[:, None, :] * k[None, :, :], 2) * qk_scale
-        else:
-            s = tl.dot(q, tl.trans(k)) * qk_scale
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
         if HAS_BIAS:
             bias = tl.load(bias_rows_ptr + offs_n[None, :] * stride_biasn, mask=n_ok[None, :], other=0.0)
             s += bias.to(tl.float32) * LOG2E
@@ -129,10 +113,7 @@ def _attention_block(
         if UPCAST:
             v = v.to(tl.float32)
             p = p.to(tl.float32)
-        if FP32:
-            acc = acc * alpha[:, None] + tl.sum(p[:, :, None] * v[None, :, :], 1)
-        else:
-            acc = tl.dot(p, v, acc * alpha[:, None])
+        acc = tl.dot(p, v, acc * alpha[:, None], input_precision=DOT_PRECISION)
         m_i = m_new
     return acc, l_i, m_i
 
@@ -151,7 +132,7 @@ def _attention_kernel(
     H, LQ, LK, qk_scale, max_distance,
     LQ_BUCKET, LK_BUCKET,  # autotune key only
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, HAS_MASK: tl.constexpr,
-    HAS_BIAS: tl.constexpr, HAS_REL: tl.constexpr, UPCAST: tl.constexpr, FP32: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_REL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
     start_m = tl.program_id(0) * BLOCK_M
@@ -202,32 +183,32 @@ def _attention_kernel(
             acc, l_i, m_i, q, k_rows_ptr, v_rows_ptr, mask_row_ptr, bias_rows_ptr, rel_head_ptr,
             diag, offs_d, d_ok, 0, n_left, LK, max_distance, qk_scale, far_left,
             stride_kn, stride_vn, stride_maskn, stride_biasn, stride_relr,
-            CAUSAL, HAS_MASK, HAS_BIAS, 1, UPCAST, FP32, BLOCK_N, False,
+            CAUSAL, HAS_MASK, HAS_BIAS, 1, UPCAST, DOT_PRECISION, BLOCK_N, False,
         )
         acc, l_i, m_i = _attention_block(
             acc, l_i, m_i, q, k_rows_ptr, v_rows_ptr, mask_row_ptr, bias_rows_ptr, rel_head_ptr,
             diag, offs_d, d_ok, n_left, n_right, LK, max_distance, qk_scale, 0.0,
             stride_kn, stride_vn, stride_maskn, stride_biasn, stride_relr,
-            CAUSAL, HAS_MASK, HAS_BIAS, 2, UPCAST, FP32, BLOCK_N, False,
+            CAUSAL, HAS_MASK, HAS_BIAS, 2, UPCAST, DOT_PRECISION, BLOCK_N, False,
         )
         acc, l_i, m_i = _attention_block(
             acc, l_i, m_i, q, k_rows_ptr, v_rows_ptr, mask_row_ptr, bias_rows_ptr, rel_head_ptr,
             diag, offs_d, d_ok, n_right, n_full, LK, max_distance, qk_scale, far_right,
             stride_kn, stride_vn, stride_maskn, stride_biasn, stride_relr,
-            CAUSAL, HAS_MASK, HAS_BIAS, 1, UPCAST, FP32, BLOCK_N, False,
+            CAUSAL, HAS_MASK, HAS_BIAS, 1, UPCAST, DOT_PRECISION, BLOCK_N, False,
         )
     else:
         acc, l_i, m_i = _attention_block(
             acc, l_i, m_i, q, k_rows_ptr, v_rows_ptr, mask_row_ptr, bias_rows_ptr, rel_head_ptr,
             diag, offs_d, d_ok, 0, n_full, LK, max_distance, qk_scale, 0.0,
             stride_kn, stride_vn, stride_maskn, stride_biasn, stride_relr,
-            CAUSAL, HAS_MASK, HAS_BIAS, 0, UPCAST, FP32, BLOCK_N, False,
+            CAUSAL, HAS_MASK, HAS_BIAS, 0, UPCAST, DOT_PRECISION, BLOCK_N, False,
         )
     acc, l_i, m_i = _attention_block(
         acc, l_i, m_i, q, k_rows_ptr, v_rows_ptr, mask_row_ptr, bias_rows_ptr, rel_head_ptr,
         diag, offs_d, d_ok, n_full, n_end, LK, max_distance, qk_scale, 0.0,
         stride_kn, stride_vn, stride_maskn, stride_biasn, stride_relr,
-        CAUSAL, HAS_MASK, HAS_BIAS, 2 if HAS_REL else 0, UPCAST, FP32, BLOCK_N, True,
+        CAUSAL, HAS_MASK, HAS_BIAS, 2 if HAS_REL else 0, UPCAST, DOT_PRECISION, BLOCK_N, True,
     )
     # a row that saw no key has acc = 0 and l_i = 0: its output is 0, not 0 / 0
     l_i = tl.where(l_i == 0.0, 1.0, l_i)
@@ -366,6 +347,7 @@ def attention(q, k, v, *, scale=None, causal=False, key_padding_mask=None, bias=
     rel_strides = rel.stride() if rel is not None else (0, 0)
     # the interpreter computes bf16 dots wrongly; fp32 dots of bf16 values are exact
     upcast = INTERPRET and q.dtype == torch.bfloat16
+    fp32_dot = q.dtype == torch.float32 or upcast
 
     def grid(meta):
         return (triton.cdiv(Lq, meta["BLOCK_M"]), B * H)
@@ -379,6 +361,6 @@ def attention(q, k, v, *, scale=None, causal=False, key_padding_mask=None, bias=
         shape_bucket(Lq), shape_bucket(Lk),
         HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), CAUSAL=bool(causal),
         HAS_MASK=key_padding_mask is not None, HAS_BIAS=bias is not None, HAS_REL=rel is not None,
-        UPCAST=upcast, FP32=q.dtype == torch.float32,
+        UPCAST=upcast, DOT_PRECISION="ieee" if fp32_dot else "tf32",
     )
     return out
