@@ -197,6 +197,21 @@ def test_fused_qkv_and_kv_cache_views(dtype, device):
     check(q[:, -5:], cache[0, :, :L], cache[1, :, :L], causal=True)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("B, L, D, masked", [(1, 13, 20, False), (3, 7, 20, True), (2, 33, 16, True)])
+def test_reads_nothing_around_its_inputs(B, L, D, masked, dtype, device):
+    """q/k/v inside a NaN-filled buffer: NaN rows before and after the sequence, a NaN batch
+    before, NaN in each head's padding past D (head_dim 20 loads a 32-wide tile). A load its
+    mask lets past the tensors would turn the output NaN (0 * NaN in the dots)."""
+    H = 2
+    buffer = torch.full((B + 1, L + 5, 3, H, D + 12), float("nan"), device=device).to(dtype)
+    fused = buffer[1:, 2:2 + L, :, :, :D]
+    fused.copy_(torch.randn(B, L, 3, H, D, device=device).to(dtype))
+    mask = padding_mask("right", B, L, torch.int64, device) if masked else None
+    check(*fused.unbind(2), key_padding_mask=mask)
+    check(*fused.unbind(2), causal=True, key_padding_mask=mask)
+
+
 def test_out_view(device):
     """out may be a strided view too (here [B, L, H, D] inside a wider buffer)."""
     q, k, v = qkv(2, 7, 7, 2, 64, torch.float16, device)

@@ -115,6 +115,26 @@ def test_column_strided_x(device):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_reads_nothing_around_its_inputs(dtype, device):
+    """x, weight, bias and residual inside NaN-filled buffers (NaN rows around them, NaN columns
+    after each row): a load its mask lets past the tensors would make the output NaN."""
+
+    def inside_nan(t):
+        rows, cols = t.shape
+        buffer = torch.full((rows + 6, cols + 9), float("nan"), device=device).to(dtype)
+        view = buffer[3:3 + rows, :cols]
+        view.copy_(t)
+        return view
+
+    M, K, N = 13, 40, 120  # the fused QKV GEMM of a BERT with hidden 40
+    x, w, b = _inputs((M,), K, N, dtype, device)
+    x, w = inside_nan(x), inside_nan(w)
+    b = inside_nan(b[None])[0]
+    residual = inside_nan(torch.randn(M, N, device=device).to(dtype))
+    _check(x, w, b, residual=residual)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_in_place_residual(dtype, device):
     """out=residual adds into the hidden state; twice, so the first (tuning) call and a steady-state
     call are both checked. 33 rows: a shape no other test tunes first."""
@@ -221,3 +241,51 @@ def test_real_sizes_gated_residual():
     gate_weight = (torch.randn(2048, 768, device="cuda") / math.sqrt(768)).to(dtype)
     residual = torch.randn(6400, 2048, device="cuda").to(dtype)
     _check_real(x, w, activation="gelu_new", gate_weight=gate_weight, residual=residual)
+
+
+def _linear_module():
+    import importlib
+
+    return importlib.import_module("eet_triton.kernels.linear")
+
+
+def test_tuning_timer_drains_the_device_before_launching(monkeypatch):
+    """The tuning timer (do_bench_cudagraph) launches on a stream of its own that waits for no
+    other: the device must be drained before its first launch, or that launch can write the
+    output buffer while work queued earlier on the caller's stream still reads that memory, and
+    read inputs not yet written (8 test processes on one H100, cold caches: a freshly cast QKV
+    weight came out NaN). Runs anywhere: the CUDA calls are stand-ins that log the order."""
+    lin = _linear_module()
+    events = []
+
+    def fake_bench(fn, rep=20, grad_to_none=None, quantiles=None, return_mode="mean"):
+        fn()
+        return [1.0, 1.0, 1.0]
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("synchronize"))
+    monkeypatch.setattr(lin.triton.testing, "do_bench_cudagraph", fake_bench)
+    assert lin._bench_in_graph(lambda: events.append("kernel"), quantiles=(0.5, 0.2, 0.8)) == [1.0, 1.0, 1.0]
+    assert events == ["synchronize", "kernel"]
+
+
+@pytest.mark.gpu
+def test_tuning_does_not_overtake_queued_work(monkeypatch):
+    """Work queued on the caller's stream before a tuning call (here a clone of `out` behind a
+    ~0.5 s sleep) runs before tuning writes `out`: the tuning launches must not overtake it."""
+    lin = _linear_module()
+    M, K, N = 64, 256, 256  # several configs survive pruning: tuning times them in any triton
+    x, w, b = _inputs((M,), K, N, torch.float16, "cuda")
+    out = torch.empty(M, N, dtype=torch.float16, device="cuda")
+    monkeypatch.setattr(lin._linear_kernel, "cache_results", False)
+    for _ in range(2):  # the first round compiles every config, so the second launches at once
+        monkeypatch.setattr(lin, "_TUNED", {})
+        monkeypatch.setattr(lin._linear_kernel, "cache", {})
+        before = torch.randn(M, N, dtype=torch.float16)
+        out.copy_(before)
+        torch.cuda.synchronize()
+        torch.cuda._sleep(1_000_000_000)  # keeps the caller's stream busy for ~0.5 s
+        seen = out.clone()  # queued behind the sleep: must see `out` as it was before linear
+        linear(x, w, b, out=out)
+        torch.cuda.synchronize()
+        assert torch.equal(seen.cpu(), before), "a tuning launch wrote `out` before work queued earlier read it"
+    assert_oracle(out, _torch_linear(x, w, b, dtype=torch.float32), _torch_linear(x, w, b, dtype=torch.float16))
