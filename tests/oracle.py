@@ -9,6 +9,8 @@ to the same rule with fp32 baselines, which makes them tight.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # About two units in the last place of each dtype: the floor under the 2x rule.
@@ -35,3 +37,18 @@ def assert_oracle(out: torch.Tensor, ref: torch.Tensor, baseline: torch.Tensor |
         allowed += 2 * max_abs_err(baseline, ref)
     err = max_abs_err(out, ref)
     assert err <= allowed, f"{what}: max abs error {err:.3g} > allowed {allowed:.3g} (dtype {out.dtype})"
+
+
+def randomize(module: torch.nn.Module) -> torch.nn.Module:
+    """Fresh random weights of unit-ish gain, in place; returns the module in eval mode. HF's init
+    (std 0.02) makes attention nearly uniform and outputs nearly zero, which would let wrong
+    masks or scales pass."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.dim() >= 2:
+                p.normal_(0.0, 1.0 / math.sqrt(p[0].numel()))
+            elif name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            else:
+                p.normal_(0.0, 0.2)
+    return module.eval()

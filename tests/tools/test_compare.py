@@ -17,26 +17,13 @@ from eet_triton.ops import EETSelfAttention, EETSelfMaskedAttention
 from eet_triton.tools import ComparisonTable, Row, Stats, compare_op, error_stats
 from eet_triton.tools.demo import TINY
 from eet_triton.tools.hf import make_inputs
+from oracle import randomize
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # fp32 ours vs transformers fp32: a few units in the last place per layer, far below any real bug
 FP32_REL = 1e-5
 # low precision: the oracle's 2x rule on relative error, with one unit in the last place as the floor
 FLOOR = {torch.float16: 1e-3, torch.bfloat16: 8e-3}
-
-
-def unit_gain(model: torch.nn.Module) -> torch.nn.Module:
-    """Weights of unit-ish gain: the 0.02 init leaves attention almost uniform and would let a wrong
-    mask pass."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 1.0 / math.sqrt(p[0].numel()))
-            elif name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.2)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +33,7 @@ def tiny_bert(tmp_path_factory):
         torch.manual_seed(0)
         config = BertConfig(vocab_size=97, hidden_size=40, num_hidden_layers=2, num_attention_heads=2,
                             intermediate_size=72, max_position_embeddings=64)
-        unit_gain(BertModel(config)).save_pretrained(folder)
+        randomize(BertModel(config)).save_pretrained(folder)
     return folder
 
 
@@ -134,7 +121,7 @@ def test_make_inputs_pads_last_row_and_closes_rows_with_eos(tiny_clip):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compare_op_bert_attention(device, dtype):
-    hf = unit_gain(BertAttention(BertConfig(hidden_size=40, num_attention_heads=2,
+    hf = randomize(BertAttention(BertConfig(hidden_size=40, num_attention_heads=2,
                                             attn_implementation="eager"))).to(device)
     op = EETSelfAttention.from_torch(hf, dtype=dtype, device=device)
     x = torch.randn(3, 7, 40, device=device)
@@ -151,7 +138,7 @@ def test_compare_op_bert_attention(device, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compare_op_causal_clip_text_attention(device, dtype):
     """The op is causal: compare_op must hand HF a causal 4-D mask, or every row but the last differs."""
-    hf = unit_gain(CLIPAttention(CLIPTextConfig(hidden_size=32, num_attention_heads=2,
+    hf = randomize(CLIPAttention(CLIPTextConfig(hidden_size=32, num_attention_heads=2,
                                                 attn_implementation="eager"))).to(device)
     op = EETSelfAttention.from_torch(hf, dtype=dtype, device=device, causal=True)
     assert isinstance(op, EETSelfMaskedAttention)
@@ -163,7 +150,7 @@ def test_compare_op_causal_clip_text_attention(device, dtype):
 
 def test_compare_op_shows_a_wrong_op(device):
     """A bidirectional op against a causal reference must come out far off: the tool sees bugs."""
-    hf = unit_gain(CLIPAttention(CLIPTextConfig(hidden_size=32, num_attention_heads=2,
+    hf = randomize(CLIPAttention(CLIPTextConfig(hidden_size=32, num_attention_heads=2,
                                                 attn_implementation="eager"))).to(device)
     causal = EETSelfAttention.from_torch(hf, dtype=torch.float32, device=device, causal=True)
     x = torch.randn(2, 9, 32, device=device)
