@@ -26,24 +26,19 @@ __all__ = [
     "UnsupportedModelError",
 ]
 
-__all__ += ["ModelSpec", "load"]
+# The model API loads triton, the kernels and transformers: imported on first use, so that
+# `import eet_triton` (and its interpreter switch) stays cheap.
+_LAZY = {
+    "load": "eet_triton.api",
+    "ModelSpec": "eet_triton.models.spec",
+    "compare": "eet_triton.tools.compare",
+}
+__all__ += list(_LAZY)
 
 
 def __getattr__(name: str):
-    # load and ModelSpec bring in triton, the kernels, the ops and the maps: imported on first use,
-    # so `import eet_triton` stays light and a half-written kernel elsewhere does not break it
-    if name == "load":
-        from eet_triton.api import load
+    if name in _LAZY:
+        import importlib
 
-        return load
-    if name == "ModelSpec":
-        from eet_triton.models.spec import ModelSpec
-
-        return ModelSpec
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'eet_triton' has no attribute {name!r}")
-
-
-# layer-by-layer precision comparison against transformers; light to import (transformers loads on call)
-from eet_triton.tools.compare import compare  # noqa: E402
-
-__all__ += ["compare"]
