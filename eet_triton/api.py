@@ -22,6 +22,7 @@ from eet_triton.mapping import (
     StructureMap,
     as_dtype,
     load_into,
+    lookup_config,
     read_config,
     resolve_checkpoint,
     select_map,
@@ -107,7 +108,7 @@ def compose_parts(structure_map: StructureMap, config: Mapping) -> tuple[Structu
     for name, part in structure_map.parts.items():
         if any(rule.part == name for rule in structure_map.rules):
             continue
-        sub_config = _lookup(config, part.config) if part.config else None
+        sub_config = lookup_config(config, part.config) if part.config else None
         if not isinstance(sub_config, Mapping):
             raise MappingError(f"{structure_map.origin}: parts.{name} has no entries of its own, so it takes the map "
                                f"of its sub-config; it needs `config:` naming an object of config.json")
@@ -179,13 +180,4 @@ def _release(exc: BaseException, device: torch.device) -> None:
 
 def _join(*parts: str) -> str:
     return ".".join(p for p in parts if p)
-
-
-def _lookup(config: Mapping, dotted: str):
-    node: Any = config
-    for name in dotted.split("."):
-        if not isinstance(node, Mapping) or name not in node:
-            return None
-        node = node[name]
-    return node
 

@@ -16,6 +16,7 @@ from eet_triton.mapping.structure_map import (
     StructureMap,
     builtin_maps,
     load_map,
+    lookup_config,
     parse_map,
     select_map,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "builtin_maps",
     "load_into",
     "load_map",
+    "lookup_config",
     "parse_map",
     "read_config",
     "resolve_checkpoint",

@@ -247,7 +247,7 @@ class StructureMap:
         if part not in self.parts:
             raise MappingError(f"{self.origin}: no part {part!r}; the map has {', '.join(self.parts) or 'none'}.")
         p = self.parts[part]
-        sub = config if p.config is None else _lookup(config, p.config)
+        sub = config if p.config is None else lookup_config(config, p.config)
         if not isinstance(sub, Mapping):
             what = "nothing" if sub is _ABSENT else f"a {type(sub).__name__}"
             raise MappingError(f"{self.origin}: parts.{part}.config is {p.config!r}, but config.json has {what} "
@@ -259,7 +259,7 @@ class StructureMap:
     def _resolve(self, name: str, src: SpecValue, config: Mapping, root: Mapping, where: str) -> Any:
         if src.attr is None:
             return src.value
-        found = _lookup(config, src.attr)
+        found = lookup_config(config, src.attr)
         if found is _ABSENT:
             if src.has_default:
                 return src.default
@@ -302,7 +302,8 @@ class StructureMap:
 _ABSENT = object()
 
 
-def _lookup(config: Mapping, dotted: str):
+def lookup_config(config: Mapping, dotted: str):
+    """config["a"]["b"] for dotted "a.b"; `_ABSENT` (not a Mapping, not None) when a step is missing."""
     node: Any = config
     for name in dotted.split("."):
         if not isinstance(node, Mapping) or name not in node:
