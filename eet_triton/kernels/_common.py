@@ -32,22 +32,23 @@ def _declared_configs(family: str) -> list[dict]:
     return yaml.safe_load((_TUNING_DIR / f"{family}.yaml").read_text())
 
 
-def tuning_configs(family: str) -> list[triton.Config]:
-    """The candidate `triton.Config`s declared in tuning/<family>.yaml."""
+def tuning_configs(family: str, pre_hook=None) -> list[triton.Config]:
+    """The candidate `triton.Config`s declared in tuning/<family>.yaml (each with `pre_hook`)."""
     configs = []
     for entry in _declared_configs(family):
         meta = dict(entry)
         num_warps = meta.pop("num_warps", 4)
         num_stages = meta.pop("num_stages", 2)
-        configs.append(triton.Config(meta, num_warps=num_warps, num_stages=num_stages))
+        configs.append(triton.Config(meta, num_warps=num_warps, num_stages=num_stages, pre_hook=pre_hook))
     return configs[:1] if INTERPRET else configs
 
 
-def autotune(family: str, key: list[str], **kwargs):
-    """`triton.autotune` over the configs declared for `family`, results persisted on disk."""
+def autotune(family: str, key: list[str], pre_hook=None, **kwargs):
+    """`triton.autotune` over the configs declared for `family`, results persisted on disk;
+    `pre_hook(args)` runs before each launch of a config (to size host tensor descriptors)."""
     if not INTERPRET and "cache_results" in inspect.signature(triton.autotune).parameters:
         kwargs.setdefault("cache_results", True)
-    return triton.autotune(configs=tuning_configs(family), key=key, **kwargs)
+    return triton.autotune(configs=tuning_configs(family, pre_hook), key=key, **kwargs)
 
 
 def shape_bucket(n: int) -> int:

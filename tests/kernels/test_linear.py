@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from eet_triton._backend import INTERPRET
 from eet_triton.errors import DTypeError, ShapeError, UnsupportedModelError
 from eet_triton.kernels.linear import ACTIVATIONS, canonical_activation, linear
 from tests.oracle import assert_oracle, nan_like
@@ -22,6 +23,26 @@ _TORCH_ACT = {
     "silu": F.silu,
     "tanh": torch.tanh,
 }
+
+
+def _linear_module():
+    import importlib
+
+    return importlib.import_module("eet_triton.kernels.linear")
+
+
+@pytest.fixture(params=["tma", "pointer"])
+def path(request, monkeypatch):
+    """Runs a test through each GEMM kernel: the TMA kernel (Hopper; forced on in the interpreter,
+    which emulates tensor descriptors) and the pointer kernel (everything else)."""
+    lin = _linear_module()
+    if request.param == "pointer":
+        monkeypatch.setattr(lin, "TMA_ENABLED", False)
+    elif INTERPRET:
+        monkeypatch.setattr(lin, "_has_tma", lambda device_index: True)
+    elif not lin._has_tma(torch.cuda.current_device()):
+        pytest.skip("the TMA kernel needs compute capability 9.0 or newer")
+    return request.param
 
 
 def _torch_linear(x, weight, bias=None, *, activation=None, residual=None, gate_weight=None, gate_bias=None, dtype):
@@ -63,7 +84,7 @@ def _inputs(lead, K, N, dtype, device, *, bias=True):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("activation", CANONICAL)
-def test_every_activation(activation, dtype, device):
+def test_every_activation(activation, dtype, device, path):
     x, w, b = _inputs((7, 11), 48, 40, dtype, device)
     _check(x, w, b, activation=activation)
 
@@ -71,14 +92,14 @@ def test_every_activation(activation, dtype, device):
 @pytest.mark.parametrize("K, N", [(48, 40), (40, 24)])
 @pytest.mark.parametrize("lead", [(1,), (7,), (7, 11), (113,)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_odd_shapes(lead, K, N, bias, device):
+def test_odd_shapes(lead, K, N, bias, device, path):
     x, w, b = _inputs(lead, K, N, torch.float16, device, bias=bias)
     _check(x, w, b, activation="gelu_tanh")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("gated", [False, True])
-def test_residual(dtype, gated, device):
+def test_residual(dtype, gated, device, path):
     x, w, b = _inputs((77,), 40, 24, dtype, device)
     residual = torch.randn(77, 24, device=device).to(dtype)
     gate_weight = torch.randn_like(w) if gated else None
@@ -87,7 +108,7 @@ def test_residual(dtype, gated, device):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("gate_bias", [False, True])
-def test_gated(dtype, gate_bias, device):
+def test_gated(dtype, gate_bias, device, path):
     x, w, _ = _inputs((3, 7), 48, 40, dtype, device)
     gate_weight = (torch.randn(40, 48, device=device) / math.sqrt(48)).to(dtype)
     gb = torch.randn(40, device=device).to(dtype) if gate_bias else None
@@ -108,6 +129,22 @@ def test_strided_views(dtype, device):
     _check(x, weight, bias, activation="quick_gelu", residual=residual, gate_weight=gate_weight, out_like=out_like)
 
 
+def test_tma_only_where_its_rules_hold(monkeypatch):
+    """The TMA kernel needs unit stride along K and 16-byte aligned bases and row strides;
+    anything else goes to the pointer kernel instead of failing."""
+    lin = _linear_module()
+    monkeypatch.setattr(lin, "_has_tma", lambda device_index: True)
+    x = torch.randn(8, 64, dtype=torch.float16)
+    w = torch.randn(32, 64, dtype=torch.float16)
+    assert lin._tma_ready(x, w, None)
+    assert not lin._tma_ready(x[:, 1:], w[:, 1:], None)  # base 2 bytes off alignment
+    assert not lin._tma_ready(torch.randn(8, 36, dtype=torch.float16), torch.randn(32, 36, dtype=torch.float16), None)  # 72-byte rows
+    assert not lin._tma_ready(x, torch.randn(64, 32, dtype=torch.float16).t(), None)  # K-strided weight
+    assert not lin._tma_ready(x, w, torch.randn(32, 128, dtype=torch.float16)[:, ::2])  # gate weight, stride 2 along K
+    monkeypatch.setattr(lin, "TMA_ENABLED", False)
+    assert not lin._tma_ready(x, w, None)
+
+
 def test_column_strided_x(device):
     x = torch.randn(3, 5, 2 * 48, device=device)[..., ::2]
     w = torch.randn(40, 48, device=device) / math.sqrt(48)
@@ -115,13 +152,14 @@ def test_column_strided_x(device):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_reads_nothing_around_its_inputs(dtype, device):
+def test_reads_nothing_around_its_inputs(dtype, device, path):
     """x, weight, bias and residual inside NaN-filled buffers (NaN rows around them, NaN columns
     after each row): a load its mask lets past the tensors would make the output NaN."""
 
     def inside_nan(t):
         rows, cols = t.shape
-        buffer = torch.full((rows + 6, cols + 9), float("nan"), device=device).to(dtype)
+        # 8 extra columns keep rows 16-byte aligned, so the TMA kernel takes these views too.
+        buffer = torch.full((rows + 6, cols + 8), float("nan"), device=device).to(dtype)
         view = buffer[3:3 + rows, :cols]
         view.copy_(t)
         return view
@@ -135,7 +173,7 @@ def test_reads_nothing_around_its_inputs(dtype, device):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_in_place_residual(dtype, device):
+def test_in_place_residual(dtype, device, path):
     """out=residual adds into the hidden state; twice, so the first (tuning) call and a steady-state
     call are both checked. 33 rows: a shape no other test tunes first."""
     x, w, b = _inputs((3, 11), 48, 40, dtype, device)
@@ -228,7 +266,7 @@ def _check_real(x, w, b=None, **kwargs):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("K, N", REAL_KN)
 @pytest.mark.parametrize("M", REAL_M)
-def test_real_sizes(M, K, N, dtype):
+def test_real_sizes(M, K, N, dtype, path):
     x, w, b = _inputs((M,), K, N, dtype, "cuda")
     _check_real(x, w, b, activation="gelu")
 
@@ -241,12 +279,6 @@ def test_real_sizes_gated_residual():
     gate_weight = (torch.randn(2048, 768, device="cuda") / math.sqrt(768)).to(dtype)
     residual = torch.randn(6400, 2048, device="cuda").to(dtype)
     _check_real(x, w, activation="gelu_new", gate_weight=gate_weight, residual=residual)
-
-
-def _linear_module():
-    import importlib
-
-    return importlib.import_module("eet_triton.kernels.linear")
 
 
 def test_tuning_timer_drains_the_device_before_launching(monkeypatch):
@@ -276,10 +308,13 @@ def test_tuning_does_not_overtake_queued_work(monkeypatch):
     M, K, N = 64, 256, 256  # several configs survive pruning: tuning times them in any triton
     x, w, b = _inputs((M,), K, N, torch.float16, "cuda")
     out = torch.empty(M, N, dtype=torch.float16, device="cuda")
-    monkeypatch.setattr(lin._linear_kernel, "cache_results", False)
+    tuners = (lin._linear_kernel, lin._linear_tma_kernel)
+    for tuner in tuners:
+        monkeypatch.setattr(tuner, "cache_results", False)
     for _ in range(2):  # the first round compiles every config, so the second launches at once
         monkeypatch.setattr(lin, "_TUNED", {})
-        monkeypatch.setattr(lin._linear_kernel, "cache", {})
+        for tuner in tuners:
+            monkeypatch.setattr(tuner, "cache", {})
         before = torch.randn(M, N, dtype=torch.float16)
         out.copy_(before)
         torch.cuda.synchronize()
