@@ -1,10 +1,9 @@
 """Time every candidate config of both GEMM kernels on given shapes: what tuning/*.yaml should hold.
 
-    PYTHONPATH=. python3 bench/sweep_linear.py [--ws] [--shapes issue|models|all]
+    PYTHONPATH=. python3 bench/sweep_linear.py [--shapes issue|models|all] [--tma-only]
 
 For each shape (fp16, gelu epilogue, no residual) and each config of tuning/linear.yaml (pointer
-kernel) and tuning/linear_tma.yaml (TMA kernel; with --ws also each large config again with
-WARP_SPECIALIZE on), the config is forced into linear()'s tuned-config table and timed by CUDA-graph
+kernel) and tuning/linear_tma.yaml (TMA kernel), the config is forced into linear()'s tuned-config table and timed by CUDA-graph
 replay (median); cuBLAS F.gelu(F.linear) is timed beside it. A config that fails to compile is
 reported and skipped. Prints, per shape, the best config of each kernel and its ratio to cuBLAS.
 """
@@ -40,24 +39,17 @@ def graph_us(fn):
 
 def describe(config):
     c = config.kwargs
-    ws = " ws" if c.get("WARP_SPECIALIZE") else ""
     flat = " flat" if c.get("FLATTEN") else ""
-    return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{ws}"
+    return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}"
 
 
-def candidates(family, M, N, K, ws):
-    configs = tuning_configs(family)
-    if ws:
-        configs += [
-            triton.Config({**c.kwargs, "WARP_SPECIALIZE": True, "FLATTEN": True}, num_warps=c.num_warps, num_stages=c.num_stages)
-            for c in configs if c.kwargs["BLOCK_M"] >= 128
-        ]
-    return lin._prune_configs(configs, {"M_BUCKET": shape_bucket(M), "N": N, "K": K}, HAS_GATE=False)
+def candidates(family, M, N, K):
+    return lin._prune_configs(tuning_configs(family), {"M_BUCKET": shape_bucket(M), "N": N, "K": K}, HAS_GATE=False)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ws", action="store_true", help="also try warp-specialized TMA configs")
+    parser.add_argument("--tma-only", action="store_true", help="skip the pointer kernel's configs")
     parser.add_argument("--shapes", choices=["issue", "models", "all"], default="all")
     args = parser.parse_args()
     shapes = {"issue": ISSUE, "models": MODELS, "all": ISSUE + MODELS}[args.shapes]
@@ -72,10 +64,10 @@ def main():
         want = F.gelu(F.linear(x.float(), w.float(), b.float()))
         cublas = graph_us(lambda: F.gelu(F.linear(x, w, b)))
         best = {}
-        for family, use_tma in (("linear_tma", True), ("linear", False)):
+        for family, use_tma in (("linear_tma", True), ("linear", False))[: 1 if args.tma_only else 2]:
             lin.TMA_ENABLED = use_tma
             key = (shape_bucket(M), N, K, False, torch.float16, use_tma)
-            for config in candidates(family, M, N, K, args.ws and use_tma):
+            for config in candidates(family, M, N, K):
                 name = describe(config)
                 if (family, name) in failed:
                     continue

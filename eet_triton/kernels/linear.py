@@ -217,20 +217,17 @@ def _linear_tma_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     FLATTEN: tl.constexpr,
-    WARP_SPECIALIZE: tl.constexpr,
 ):  # fmt: skip
     # The Hopper path: x and W tiles arrive by the bulk tensor copy engine (TMA), which zero-fills
     # outside the tensors, so the K loop needs no masks and no address arithmetic. Same persistent
-    # walk and epilogue as _linear_kernel. (H100: 5-10 % faster than the pointer kernel on the
-    # same config, linear run 2 in bench/NOTES.md.)
+    # walk and epilogue as _linear_kernel. (0-14 % faster than the pointer kernel on the same
+    # config, up to 27 % at M=64 with K >= 2048: H200, linear run 5 in bench/NOTES.md.)
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     num_tiles = num_pid_m * num_pid_n
     k_tiles = tl.cdiv(K, BLOCK_K)
     tile_c = tl.program_id(0) - tl.num_programs(0)
-    for tile in tl.range(
-        tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN, warp_specialize=WARP_SPECIALIZE
-    ):
+    for tile in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN):
         pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
