@@ -6,6 +6,10 @@ Random-initialised BERT-base (batch 1 and 32, 128 tokens) and CLIP ViT-B/32 (bat
 run eagerly (no CUDA graph, so each kernel is its own record; kernel times are the graph's) after
 warm-up; prints per model the GPU microseconds per forward of each kernel family and their sum,
 beside the CUDA-graph forward time (the difference is the gaps between kernels in the graph).
+
+Run it after the benchmarks, with the kernel cache warm (`scripts/gpu_suite.sh bench` does): on
+a cold machine the first forwards tune and compile every kernel, which took more than 170 s
+before the first case finished on an H200.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         paths = {kind: save_random(kind, Path(tmp) / kind) for kind in {c[0] for c in CASES}}
         for kind, batch, seq in CASES:
+            print(f"profiling {kind} batch {batch} ...", flush=True)
             text = profile(paths[kind], batch, seq)
             out.append(f"### {kind} batch {batch} ({torch.cuda.get_device_name()}, fp16)\n\n{text}\n")
             print(out[-1], flush=True)

@@ -21,7 +21,7 @@ if [ "$what" = all ] || [ "$what" = tests ]; then
     python3 -m pytest -q -p no:cacheprovider tests "$@" 2>&1 | tee "$OUT/tests.log"
 fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
-    for script in bench/bench_*.py; do
+    for script in bench/bench_*.py bench/profile_models.py; do  # profile last: it needs the tuned kernels
         echo "== $script"
         python3 "$script" 2>&1 | tee -a "$OUT/bench.log"
     done
