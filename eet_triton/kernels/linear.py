@@ -330,7 +330,8 @@ def linear(
     before capturing a CUDA graph.
 
     fp16/bf16 multiply on tensor cores with fp32 accumulation; fp32 uses a full-precision
-    dot (no tf32). The epilogue runs in fp32 and rounds once.
+    dot (no tf32). The epilogue runs in fp32 and rounds once. On Hopper, operands with unit
+    stride along K and 16-byte aligned rows run the TMA kernel; others the pointer kernel.
     Returns [..., N] in x.dtype (`out` when given).
     """
     act = canonical_activation(activation)
