@@ -29,6 +29,7 @@ import eet_triton  # noqa: F401  (first: picks compiled vs interpreted Triton)
 import triton
 import triton.testing
 
+from bench.sweep_linear import describe
 from eet_triton.kernels import linear as linear_module
 from eet_triton.kernels.linear import linear
 
@@ -86,13 +87,11 @@ def main():
         flop = 2 * M * N * K
         (o, og, oh), (c, cg, ch) = t["ours"], t["cublas"]
         tf_plain, tf_graph = flop / (o * 1e-6) / 1e12, flop / (og * 1e-6) / 1e12
-        cfg = config.kwargs
         rows.append(
             f"{M:>5} {K:>5} {N:>5} | {o:6.1f} {c:6.1f} {c / o:5.2f} | {og:6.1f} {cg:6.1f} {cg / og:5.2f} "
             f"{t['ours_noact'][1]:6.1f} {t['linear'][1]:6.1f} | {tf_plain:7.1f} {tf_plain / PEAK_TFLOPS:5.1%} "
             f"{tf_graph:7.1f} {tf_graph / PEAK_TFLOPS:5.1%} | {oh:5.0f} {ch:6.0f} | "
-            f"{cfg['BLOCK_M']}x{cfg['BLOCK_N']}x{cfg['BLOCK_K']} w{config.num_warps} s{config.num_stages}"
-            f"{' flat' if cfg['FLATTEN'] else ''}{' tma' if key[5] else ''}"
+            f"{describe(config)}{' tma' if key[5] else ''}"
         )
         print(rows[-1], flush=True)
 
