@@ -18,6 +18,7 @@ import pathlib
 
 import torch
 import triton
+import triton.language as tl
 import yaml
 
 from eet_triton._backend import INTERPRET
@@ -49,6 +50,36 @@ def autotune(family: str, key: list[str], pre_hook=None, **kwargs):
     if not INTERPRET and "cache_results" in inspect.signature(triton.autotune).parameters:
         kwargs.setdefault("cache_results", True)
     return triton.autotune(configs=tuning_configs(family, pre_hook), key=key, **kwargs)
+
+
+# Programmatic dependent launch (compute capability 9+): each kernel is launched while the one
+# before it drains, so its programs are resident and waiting when the predecessor's last store
+# lands, instead of paying the launch gap after it. Every kernel waits for its predecessor
+# (`wait_for_predecessor`) before its first memory access, so ordering is as without it.
+# A switch, so benchmarks can time both.
+PDL_ENABLED = True
+
+
+@functools.cache
+def _pdl_capable(device_index: int) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] >= 9
+
+
+def pdl_launch_args(device: torch.device) -> dict:
+    """Launch kwargs for a kernel taking `PDL: tl.constexpr` on `device`: PDL on where the GPU has it."""
+    if PDL_ENABLED and not INTERPRET and _pdl_capable(device.index if device.index is not None else
+                                                      torch.cuda.current_device()):
+        return {"PDL": True, "launch_pdl": True}
+    return {"PDL": False}
+
+
+@triton.jit
+def wait_for_predecessor(PDL: tl.constexpr):
+    """First statement of every kernel: under PDL, wait until the previous kernel in the stream has
+    finished and its writes are visible, then let the next kernel launch (it waits here in turn)."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
 
 
 def shape_bucket(n: int) -> int:

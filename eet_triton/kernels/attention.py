@@ -42,7 +42,9 @@ from eet_triton.kernels._common import (
     check_same_device,
     check_same_dtype,
     check_tensor,
+    pdl_launch_args,
     shape_bucket,
+    wait_for_predecessor,
 )
 
 LOG2E = tl.constexpr(1.4426950408889634)
@@ -133,8 +135,9 @@ def _attention_kernel(
     LQ_BUCKET, LK_BUCKET,  # autotune key only
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, HAS_MASK: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_REL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PDL: tl.constexpr,
 ):
+    wait_for_predecessor(PDL)
     start_m = tl.program_id(0) * BLOCK_M
     b = (tl.program_id(1) // H).to(tl.int64)
     h = (tl.program_id(1) % H).to(tl.int64)
@@ -361,6 +364,6 @@ def attention(q, k, v, *, scale=None, causal=False, key_padding_mask=None, bias=
         shape_bucket(Lq), shape_bucket(Lk),
         HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), CAUSAL=bool(causal),
         HAS_MASK=key_padding_mask is not None, HAS_BIAS=bias is not None, HAS_REL=rel is not None,
-        UPCAST=upcast, DOT_PRECISION="ieee" if fp32_dot else "tf32",
+        UPCAST=upcast, DOT_PRECISION="ieee" if fp32_dot else "tf32", **pdl_launch_args(q.device),
     )
     return out

@@ -14,7 +14,9 @@ import triton.language as tl
 
 from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError
-from eet_triton.kernels._common import autotune, check_same_device, check_tensor, shape_bucket
+from eet_triton.kernels._common import (
+    autotune, check_same_device, check_tensor, pdl_launch_args, shape_bucket, wait_for_predecessor,
+)
 from eet_triton.kernels.layernorm import MAX_N, SMALL, _normalize_rows, cdiv, launch_tuned, pow2, prune_row_configs
 
 ID_DTYPES = (torch.int32, torch.int64)
@@ -31,10 +33,11 @@ def _embedding_kernel(
     stride_ib, stride_il, stride_wv, stride_pib, stride_pil, stride_pv, stride_tib, stride_til, stride_tv,
     stride_ob, stride_ol,
     HAS_POS: tl.constexpr, HAS_TYPE: tl.constexpr, HAS_TYPE_IDS: tl.constexpr, HAS_NORM: tl.constexpr,
-    HAS_NORM_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
+    HAS_NORM_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, PDL: tl.constexpr,
 ):
     """BLOCK_M tokens of the [B, L] batch per program; each token's row is gathered, summed in
     fp32, normalised in registers and written once."""
+    wait_for_predecessor(PDL)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
     row_mask = rows < M
@@ -155,7 +158,7 @@ def embedding(input_ids, word_weight, *, position_ids=None, position_weight=None
         out.stride(0), out.stride(1),
         HAS_POS=position_ids is not None, HAS_TYPE=type_weight is not None,
         HAS_TYPE_IDS=token_type_ids is not None, HAS_NORM=norm_weight is not None,
-        HAS_NORM_BIAS=norm_bias is not None, BLOCK_N=block_n,
+        HAS_NORM_BIAS=norm_bias is not None, BLOCK_N=block_n, **pdl_launch_args(out.device),
     )
     return out
 
@@ -180,10 +183,11 @@ def _patch_embedding_kernel(
     stride_posn, stride_ob, stride_ot,
     PATCH: tl.constexpr, PATCH_POW2: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLS: tl.constexpr,
     HAS_POS: tl.constexpr, IEEE_FP32: tl.constexpr, UPCAST_OPERANDS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr,
 ):
     """out[b, HAS_CLS + p, :] = patch p of image b . W^T (+ bias) (+ pos): a GEMM over
     M = B * NP patches, N = E, K = C * PATCH * PATCH, whose A tile is gathered from pixel strides."""
+    wait_for_predecessor(PDL)
     pid = tl.program_id(0)
     # the N tiles of one M tile run side by side, so the pixels they all read are in L2 once
     num_n = tl.cdiv(E, BLOCK_N)
@@ -310,6 +314,6 @@ def patch_embedding(pixel_values, patch_weight, patch_bias=None, *, class_embedd
         PATCH=p, PATCH_POW2=pow2(p), HAS_BIAS=patch_bias is not None, HAS_CLS=has_cls,
         HAS_POS=position_weight is not None,
         IEEE_FP32=patch_weight.dtype == torch.float32,
-        UPCAST_OPERANDS=INTERPRET,
+        UPCAST_OPERANDS=INTERPRET, **pdl_launch_args(out.device),
     )
     return out

@@ -13,7 +13,9 @@ import triton
 import triton.language as tl
 
 from eet_triton.errors import ShapeError
-from eet_triton.kernels._common import autotune, check_same_device, check_tensor, shape_bucket
+from eet_triton.kernels._common import (
+    autotune, check_same_device, check_tensor, pdl_launch_args, shape_bucket, wait_for_predecessor,
+)
 
 MAX_N = 65536
 """Longest row one program holds in registers."""
@@ -72,9 +74,10 @@ def _layer_norm_kernel(
     M_BUCKET,  # autotune key only
     stride_xb, stride_xl, stride_rb, stride_rl, stride_yb, stride_yl, stride_sb, stride_sl,
     RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, PDL: tl.constexpr,
 ):
     """Rows are addressed as [B, L] through two strides per tensor, so sliced views need no copy."""
+    wait_for_predecessor(PDL)
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
     mask = (rows < M)[:, None] & (cols < N)[None, :]
@@ -196,6 +199,6 @@ def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
         *row_strides("x", x), *(row_strides("residual", residual) if residual is not None else (0, 0)),
         *row_strides("out", y), *s_strides,
         RMS=bool(rms), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-        HAS_RESIDUAL=residual is not None, BLOCK_N=block_n,
+        HAS_RESIDUAL=residual is not None, BLOCK_N=block_n, **pdl_launch_args(x.device),
     )
     return y if s is None else (y, s)

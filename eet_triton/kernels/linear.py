@@ -20,7 +20,9 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError
-from eet_triton.kernels._common import autotune, check_same_device, check_same_dtype, check_tensor, shape_bucket
+from eet_triton.kernels._common import (
+    autotune, check_same_device, check_same_dtype, check_tensor, pdl_launch_args, shape_bucket, wait_for_predecessor,
+)
 from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation
 
 __all__ = ["ACTIVATIONS", "canonical_activation", "linear"]
@@ -132,7 +134,9 @@ def _linear_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     FLATTEN: tl.constexpr,
+    PDL: tl.constexpr,
 ):  # fmt: skip
+    wait_for_predecessor(PDL)
     # Persistent: at most one program per SM walks the tiles. FLATTEN lets the compiler pipeline the
     # next tile's first loads under this tile's epilogue (H100, 6400x768x3072 with gelu, TMA variant:
     # 97 -> 84 us for 128x128x64 w8 s4; it slows other configs, hence a tuning choice).
@@ -217,7 +221,9 @@ def _linear_tma_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     FLATTEN: tl.constexpr,
+    PDL: tl.constexpr,
 ):  # fmt: skip
+    wait_for_predecessor(PDL)
     # The Hopper path: x and W tiles arrive by the bulk tensor copy engine (TMA), which zero-fills
     # outside the tensors, so the K loop needs no masks and no address arithmetic. Same persistent
     # walk and epilogue as _linear_kernel. (0-14 % faster than the pointer kernel on the same
@@ -401,6 +407,7 @@ def linear(
             HAS_RESIDUAL=residual is not None,
             DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
             UPCAST_OPERANDS=INTERPRET,
+            **pdl_launch_args(x.device),
         )
         # Both kernels take the operands, then these, then (the pointer kernel only) the operand strides.
         shared = (
