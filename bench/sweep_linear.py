@@ -40,7 +40,8 @@ def graph_us(fn):
 def describe(config):
     c = config.kwargs
     flat = " flat" if c.get("FLATTEN") else ""
-    return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}"
+    occupancy = f" {c['OCCUPANCY']}/SM" if c.get("OCCUPANCY", 1) > 1 else ""
+    return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}"
 
 
 def candidates(family, M, N, K):

@@ -19,6 +19,7 @@ import pathlib
 import torch
 import triton
 import triton.language as tl
+import triton.testing
 import yaml
 
 from eet_triton._backend import INTERPRET
@@ -80,6 +81,23 @@ def wait_for_predecessor(PDL: tl.constexpr):
     if PDL:
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
+
+
+def bench_in_graph(kernel_call, quantiles):
+    """Tuning timer: replays from a CUDA graph, so the host launch cost (tens of us, more than a
+    whole GEMM at M=64 or a short attention) stays out of the comparison; with plain do_bench the
+    pick was noise.
+
+    do_bench_cudagraph runs its warm-up launches on a fresh stream of its own, which waits for no
+    other stream (a wait_stream on a stream of ours around it does not reach it). Those launches
+    write the output buffer, which the caching allocator may just have handed over from a tensor
+    whose last reader is still queued on the caller's stream (a weight's fp32 source being cast,
+    say), and read inputs that may not be written yet. So the device drains first: tuning syncs
+    anyway, and do_bench_cudagraph syncs again before it returns, so nothing of it is left in
+    flight either. (Without it: NaN or wrong fused QKV weights in an 8-process, cold-cache test
+    run on one H100, the likely trace of a launch overtaking the cast of their fp32 source.)"""
+    torch.cuda.synchronize()
+    return triton.testing.do_bench_cudagraph(kernel_call, rep=3, quantiles=quantiles)
 
 
 def shape_bucket(n: int) -> int:

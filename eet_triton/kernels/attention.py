@@ -39,6 +39,7 @@ from eet_triton.errors import ShapeError, UnsupportedModelError
 from eet_triton.kernels._common import (
     FLOAT_DTYPES,
     autotune,
+    bench_in_graph,
     check_same_device,
     check_same_dtype,
     check_tensor,
@@ -52,9 +53,10 @@ MAX_HEAD_DIM = 128
 _GRID_Y_MAX = 65535
 
 
-SMALL = 128
-"""Query and key lengths up to which a head's whole score matrix is a handful of tiles: such
-problems take the first fitting config untimed (tuning them buys nothing and costs compiles)."""
+SMALL = 1 << 21
+"""Scores (batch x heads x query x key lengths, bucketed) up to which a problem takes the first
+fitting config untimed: a few tiles, where tuning buys nothing and costs compiles. Past it even
+short sequences tune: CLIP's 77-token text tower at batch 128 is 1024 heads of 2 x 2 tiles."""
 
 
 def prune_attention_configs(configs, named_args, **kwargs):
@@ -65,7 +67,8 @@ def prune_attention_configs(configs, named_args, **kwargs):
     rows = max(named_args["LQ_BUCKET"], 16)
     kept = [c for c in configs if min(rows, 64) <= c.kwargs["BLOCK_M"] <= rows]
     kept = kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"])]
-    return kept[:1] if max(named_args["LQ_BUCKET"], named_args["LK_BUCKET"]) <= SMALL else kept
+    scores = named_args["BH_BUCKET"] * named_args["LQ_BUCKET"] * named_args["LK_BUCKET"]
+    return kept[:1] if scores <= SMALL else kept
 
 
 @triton.jit
@@ -122,8 +125,9 @@ def _attention_block(
 
 @autotune(
     "attention",
-    key=["LQ_BUCKET", "LK_BUCKET", "BLOCK_D", "CAUSAL", "HAS_MASK", "HAS_BIAS", "HAS_REL"],
+    key=["BH_BUCKET", "LQ_BUCKET", "LK_BUCKET", "BLOCK_D", "CAUSAL", "HAS_MASK", "HAS_BIAS", "HAS_REL"],
     prune_configs_by={"early_config_prune": prune_attention_configs},
+    do_bench=bench_in_graph,
 )
 @triton.jit
 def _attention_kernel(
@@ -132,7 +136,7 @@ def _attention_kernel(
     stride_ob, stride_om, stride_oh, stride_maskb, stride_maskn,
     stride_biasb, stride_biash, stride_biasm, stride_biasn, stride_relh, stride_relr,
     H, LQ, LK, qk_scale, max_distance,
-    LQ_BUCKET, LK_BUCKET,  # autotune key only
+    BH_BUCKET, LQ_BUCKET, LK_BUCKET,  # autotune key only
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, CAUSAL: tl.constexpr, HAS_MASK: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_REL: tl.constexpr, UPCAST: tl.constexpr, DOT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PDL: tl.constexpr,
@@ -361,7 +365,7 @@ def attention(q, k, v, *, scale=None, causal=False, key_padding_mask=None, bias=
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
         *mask_strides, *bias_strides, *rel_strides,
         H, Lq, Lk, (D ** -0.5 if scale is None else float(scale)) * LOG2E.value, int(t5_max_distance),
-        shape_bucket(Lq), shape_bucket(Lk),
+        shape_bucket(B * H), shape_bucket(Lq), shape_bucket(Lk),
         HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), CAUSAL=bool(causal),
         HAS_MASK=key_padding_mask is not None, HAS_BIAS=bias is not None, HAS_REL=rel is not None,
         UPCAST=upcast, DOT_PRECISION="ieee" if fp32_dot else "tf32", **pdl_launch_args(q.device),

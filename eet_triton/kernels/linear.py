@@ -15,13 +15,13 @@ import functools
 import torch
 import triton
 import triton.language as tl
-import triton.testing
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError
 from eet_triton.kernels._common import (
-    autotune, check_same_device, check_same_dtype, check_tensor, pdl_launch_args, shape_bucket, wait_for_predecessor,
+    autotune, bench_in_graph, check_same_device, check_same_dtype, check_tensor, pdl_launch_args, shape_bucket,
+    wait_for_predecessor,
 )
 from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation
 
@@ -49,22 +49,6 @@ def _prune_configs(configs, named_args, **kwargs):
         and accumulators * c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= _ACC_REGS_PER_THREAD * 32 * c.num_warps
     ]
     return kept or configs[:1]
-
-
-def _bench_in_graph(kernel_call, quantiles):
-    """Tuning timer: replays from a CUDA graph, so the host launch cost (tens of us, more than the
-    whole kernel at M=64) stays out of the comparison; with plain do_bench the pick was noise.
-
-    do_bench_cudagraph runs its warm-up launches on a fresh stream of its own, which waits for no
-    other stream (a wait_stream on a stream of ours around it does not reach it). Those launches
-    write the output buffer, which the caching allocator may just have handed over from a tensor
-    whose last reader is still queued on the caller's stream (a weight's fp32 source being cast,
-    say), and read inputs that may not be written yet. So the device drains first: tuning syncs
-    anyway, and do_bench_cudagraph syncs again before it returns, so nothing of it is left in
-    flight either. (Without it: NaN or wrong fused QKV weights in an 8-process, cold-cache test
-    run on one H100, the likely trace of a launch overtaking the cast of their fp32 source.)"""
-    torch.cuda.synchronize()
-    return triton.testing.do_bench_cudagraph(kernel_call, rep=3, quantiles=quantiles)
 
 
 @triton.jit
@@ -110,7 +94,7 @@ def _store_tile(
     "linear",
     key=["M_BUCKET", "N", "K", "HAS_GATE"],
     prune_configs_by={"early_config_prune": _prune_configs},
-    do_bench=_bench_in_graph,
+    do_bench=bench_in_graph,
 )
 @triton.jit
 def _linear_kernel(
@@ -199,7 +183,7 @@ def _set_block_shapes(nargs):
     "linear_tma",
     key=["M_BUCKET", "N", "K", "HAS_GATE"],
     prune_configs_by={"early_config_prune": _prune_configs},
-    do_bench=_bench_in_graph,
+    do_bench=bench_in_graph,
     pre_hook=_set_block_shapes,
 )
 @triton.jit
@@ -221,6 +205,7 @@ def _linear_tma_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     FLATTEN: tl.constexpr,
+    OCCUPANCY: tl.constexpr,
     PDL: tl.constexpr,
 ):  # fmt: skip
     wait_for_predecessor(PDL)
@@ -398,7 +383,10 @@ def linear(
 
     def launch(kernel, y, **config):
         programs = _num_programs(x.device)
-        grid = lambda meta: (min(triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]), programs),)  # noqa: E731
+        # OCCUPANCY (TMA configs) programs per SM: with two, one program's epilogue overlaps the other's main loop.
+        grid = lambda meta: (  # noqa: E731
+            min(triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]), programs * meta.get("OCCUPANCY", 1)),
+        )
         constexprs = dict(
             ACTIVATION=act,
             HAS_BIAS=bias is not None,

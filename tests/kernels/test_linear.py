@@ -287,7 +287,8 @@ def test_tuning_timer_drains_the_device_before_launching(monkeypatch):
     output buffer while work queued earlier on the caller's stream still reads that memory, and
     read inputs not yet written (8 test processes on one H100, cold caches: a freshly cast QKV
     weight came out NaN). Runs anywhere: the CUDA calls are stand-ins that log the order."""
-    lin = _linear_module()
+    from eet_triton.kernels import _common as common
+
     events = []
 
     def fake_bench(fn, rep=20, grad_to_none=None, quantiles=None, return_mode="mean"):
@@ -295,8 +296,8 @@ def test_tuning_timer_drains_the_device_before_launching(monkeypatch):
         return [1.0, 1.0, 1.0]
 
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("synchronize"))
-    monkeypatch.setattr(lin.triton.testing, "do_bench_cudagraph", fake_bench)
-    assert lin._bench_in_graph(lambda: events.append("kernel"), quantiles=(0.5, 0.2, 0.8)) == [1.0, 1.0, 1.0]
+    monkeypatch.setattr(common.triton.testing, "do_bench_cudagraph", fake_bench)
+    assert common.bench_in_graph(lambda: events.append("kernel"), quantiles=(0.5, 0.2, 0.8)) == [1.0, 1.0, 1.0]
     assert events == ["synchronize", "kernel"]
 
 
