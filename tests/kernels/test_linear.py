@@ -281,6 +281,36 @@ def test_real_sizes_gated_residual():
     _check_real(x, w, activation="gelu_new", gate_weight=gate_weight, residual=residual)
 
 
+def test_two_programs_per_sm_only_where_tiles_outnumber_sms(monkeypatch):
+    """OCCUPANCY: 2 configs are tuning candidates only when the tiles outnumber the SMs; every
+    declared config (not only the interpreter's first) goes through the pruning rule."""
+    import triton
+
+    from eet_triton.kernels import _common
+
+    lin = _linear_module()
+    monkeypatch.setattr(lin, "_num_programs", lambda device: 132)
+    configs = [
+        triton.Config({k: v for k, v in entry.items() if k not in ("num_warps", "num_stages")},
+                      num_warps=entry["num_warps"], num_stages=entry["num_stages"])
+        for entry in _common._declared_configs("linear_tma")
+    ]
+    assert any(c.kwargs["OCCUPANCY"] == 2 for c in configs)
+
+    def kept(m_bucket, n, k):
+        return lin._prune_configs(configs, {"M_BUCKET": m_bucket, "N": n, "K": k}, HAS_GATE=False)
+
+    def tiles(c, m_bucket, n):
+        return -(-m_bucket // c.kwargs["BLOCK_M"]) * -(-n // c.kwargs["BLOCK_N"])
+
+    few = kept(4096, 512, 2048)  # CLIP b32 text FFN2: 32 x 4 tiles of 128 x 128 <= 132, 32 x 8 of 128 x 64
+    assert [c.kwargs["BLOCK_N"] for c in few if c.kwargs["OCCUPANCY"] == 2] == [64]
+    assert all(tiles(c, 4096, 512) > 132 for c in few if c.kwargs["OCCUPANCY"] == 2)
+    many = kept(8192, 768, 3072)  # CLIP b128 vision FFN2: 64 x 6 tiles of 128 x 128 > 132
+    assert {c.kwargs["OCCUPANCY"] for c in many} == {1, 2}
+    assert all(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 128 * 32 * c.num_warps for c in many)
+
+
 def test_tuning_timer_drains_the_device_before_launching(monkeypatch):
     """The tuning timer (do_bench_cudagraph) launches on a stream of its own that waits for no
     other: the device must be drained before its first launch, or that launch can write the
