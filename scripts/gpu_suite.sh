@@ -4,6 +4,10 @@
 #   bash scripts/gpu_suite.sh            tests + benchmarks
 #   bash scripts/gpu_suite.sh tests      tests only (extra args go to pytest)
 #   bash scripts/gpu_suite.sh bench      benchmarks only
+#   bash scripts/gpu_suite.sh bench models profile_models
+#                                        only those (bench/bench_<name>.py or bench/<name>.py); the
+#                                        whole bench set takes ~12 min on an H200, over one
+#                                        10-minute device call: split it
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}
@@ -21,7 +25,17 @@ if [ "$what" = all ] || [ "$what" = tests ]; then
     python3 -m pytest -q -p no:cacheprovider tests "$@" 2>&1 | tee "$OUT/tests.log"
 fi
 if [ "$what" = all ] || [ "$what" = bench ]; then
-    for script in bench/bench_*.py bench/profile_models.py; do  # profile last: it needs the tuned kernels
+    scripts=(bench/bench_*.py bench/profile_models.py)  # profile last: it needs the tuned kernels
+    if [ "$what" = bench ] && [ $# -gt 0 ]; then
+        scripts=()
+        for name in "$@"; do
+            if [ -f "bench/bench_$name.py" ]; then scripts+=("bench/bench_$name.py")
+            elif [ -f "bench/$name.py" ]; then scripts+=("bench/$name.py")
+            else echo "no benchmark named $name (bench/bench_$name.py or bench/$name.py)" >&2; exit 2
+            fi
+        done
+    fi
+    for script in "${scripts[@]}"; do
         echo "== $script"
         python3 "$script" 2>&1 | tee -a "$OUT/bench.log"
     done
