@@ -34,15 +34,16 @@ def _declared_configs(family: str) -> list[dict]:
     return yaml.safe_load((_TUNING_DIR / f"{family}.yaml").read_text())
 
 
-def tuning_configs(family: str, pre_hook=None) -> list[triton.Config]:
-    """The candidate `triton.Config`s declared in tuning/<family>.yaml (each with `pre_hook`)."""
+def tuning_configs(family: str, pre_hook=None, *, every=False) -> list[triton.Config]:
+    """The candidate `triton.Config`s declared in tuning/<family>.yaml (each with `pre_hook`): in the
+    interpreter only the first, unless `every` (to check pruning rules on the whole list)."""
     configs = []
     for entry in _declared_configs(family):
         meta = dict(entry)
         num_warps = meta.pop("num_warps", 4)
         num_stages = meta.pop("num_stages", 2)
         configs.append(triton.Config(meta, num_warps=num_warps, num_stages=num_stages, pre_hook=pre_hook))
-    return configs[:1] if INTERPRET else configs
+    return configs[:1] if INTERPRET and not every else configs
 
 
 def autotune(family: str, key: list[str], pre_hook=None, **kwargs):

@@ -284,17 +284,11 @@ def test_real_sizes_gated_residual():
 def test_two_programs_per_sm_only_where_tiles_outnumber_sms(monkeypatch):
     """OCCUPANCY: 2 configs are tuning candidates only when the tiles outnumber the SMs; every
     declared config (not only the interpreter's first) goes through the pruning rule."""
-    import triton
-
-    from eet_triton.kernels import _common
+    from eet_triton.kernels._common import tuning_configs
 
     lin = _linear_module()
     monkeypatch.setattr(lin, "_num_programs", lambda device: 132)
-    configs = [
-        triton.Config({k: v for k, v in entry.items() if k not in ("num_warps", "num_stages")},
-                      num_warps=entry["num_warps"], num_stages=entry["num_stages"])
-        for entry in _common._declared_configs("linear_tma")
-    ]
+    configs = tuning_configs("linear_tma", every=True)
     assert any(c.kwargs["OCCUPANCY"] == 2 for c in configs)
 
     def kept(m_bucket, n, k):
