@@ -1,10 +1,12 @@
 """Time every candidate config of both GEMM kernels on given shapes: what tuning/*.yaml should hold.
 
-    PYTHONPATH=. python3 bench/sweep_linear.py [--shapes issue|models|all] [--tma-only]
+    PYTHONPATH=. python3 bench/sweep_linear.py [--shapes issue|models|all|focus] [--tma-only]
+        [--epilogue gelu|none|residual] [--stores pointer,tma,tma_split]
 
-For each shape (fp16, gelu epilogue, no residual) and each config of tuning/linear.yaml (pointer
+For each shape (fp16; epilogue: bias + gelu (default), bias only, or bias + residual) and each config of tuning/linear.yaml (pointer
 kernel) and tuning/linear_tma.yaml (TMA kernel), the config is forced into linear()'s tuned-config table and timed by CUDA-graph
-replay (median); cuBLAS F.gelu(F.linear) is timed beside it. A config that fails to compile is
+replay (median), once per STORE variant given (TMA kernel); cuBLAS (F.linear, then F.gelu or the
+residual add as separate kernels, as eager torch runs them) is timed beside it. A config that fails to compile is
 reported and skipped. Prints, per shape, the best config of each kernel and its ratio to cuBLAS.
 """
 
@@ -32,6 +34,14 @@ MODELS = (
     + [(2464, 512, n) for n in (1536, 512, 2048)] + [(2464, 2048, 512)]
 )
 
+# The model GEMMs with each epilogue (M, K, N): BERT-base b32, CLIP b32 and b128 (vision 50 and text 77 tokens).
+FOCUS = {
+    "residual": [(4096, 768, 768), (4096, 3072, 768), (2464, 512, 512), (2464, 2048, 512), (1600, 768, 768),
+                 (1600, 3072, 768), (6400, 768, 768), (6400, 3072, 768), (9856, 512, 512), (9856, 2048, 512)],
+    "gelu": [(4096, 768, 3072), (6400, 768, 3072), (9856, 512, 2048)],
+    "none": [(4096, 768, 2304), (6400, 768, 2304), (9856, 512, 1536)],
+}
+
 
 def graph_us(fn):
     return triton.testing.do_bench_cudagraph(fn, rep=10, return_mode="median") * 1e3
@@ -40,8 +50,9 @@ def graph_us(fn):
 def describe(config):
     c = config.kwargs
     flat = " flat" if c.get("FLATTEN") else ""
+    store = f" {c['STORE']}" if "STORE" in c else ""
     occupancy = f" {c['OCCUPANCY']}/SM" if c.get("OCCUPANCY", 1) > 1 else ""
-    return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}"
+    return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}{store}"
 
 
 def candidates(family, M, N, K):
@@ -51,10 +62,15 @@ def candidates(family, M, N, K):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tma-only", action="store_true", help="skip the pointer kernel's configs")
-    parser.add_argument("--shapes", choices=["issue", "models", "all"], default="all")
+    parser.add_argument("--shapes", choices=["issue", "models", "all", "focus"], default="all",
+                        help="focus: the model GEMMs that take the chosen epilogue")
+    parser.add_argument("--epilogue", choices=["gelu", "none", "residual"], default="gelu")
+    parser.add_argument("--stores", default="", help="comma-separated STORE values to try on every TMA config")
     args = parser.parse_args()
-    shapes = {"issue": ISSUE, "models": MODELS, "all": ISSUE + MODELS}[args.shapes]
-    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, fp16, gelu")
+    stores = [v for v in args.stores.split(",") if v]
+    activation = "gelu" if args.epilogue == "gelu" else None
+    shapes = {"issue": ISSUE, "models": MODELS, "all": ISSUE + MODELS, "focus": FOCUS[args.epilogue]}[args.shapes]
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, fp16, epilogue {args.epilogue}")
     summary = []
     failed = set()
     for M, K, N in shapes:
@@ -62,22 +78,36 @@ def main():
         w = (torch.randn(N, K, device="cuda") / math.sqrt(K)).half()
         b = torch.randn(N, device="cuda", dtype=torch.float16)
         y = torch.empty(M, N, device="cuda", dtype=torch.float16)
-        want = F.gelu(F.linear(x.float(), w.float(), b.float()))
-        cublas = graph_us(lambda: F.gelu(F.linear(x, w, b)))
+        r = torch.randn(M, N, device="cuda", dtype=torch.float16) if args.epilogue == "residual" else None
+        want = F.linear(x.float(), w.float(), b.float())
+        if args.epilogue == "gelu":
+            want = F.gelu(want)
+            cublas = graph_us(lambda: F.gelu(F.linear(x, w, b)))
+        elif args.epilogue == "residual":
+            want = want + r.float()
+            cublas = graph_us(lambda: F.linear(x, w, b) + r)
+        else:
+            cublas = graph_us(lambda: F.linear(x, w, b))
         best = {}
         for family, use_tma in (("linear_tma", True), ("linear", False))[: 1 if args.tma_only else 2]:
             lin.TMA_ENABLED = use_tma
             key = (shape_bucket(M), N, K, False, torch.float16, use_tma)
-            for config in candidates(family, M, N, K):
+            configs = candidates(family, M, N, K)
+            if use_tma and stores:
+                configs = [
+                    triton.Config({**c.kwargs, "STORE": v}, num_warps=c.num_warps, num_stages=c.num_stages)
+                    for c in configs for v in stores
+                ]
+            for config in configs:
                 name = describe(config)
                 if (family, name) in failed:
                     continue
                 lin._TUNED[key] = config
                 try:
                     y.fill_(float("nan"))
-                    lin.linear(x, w, b, activation="gelu", out=y)
+                    lin.linear(x, w, b, activation=activation, residual=r, out=y)
                     err = (y.float() - want).abs().max().item()
-                    t = graph_us(lambda: lin.linear(x, w, b, activation="gelu", out=y))
+                    t = graph_us(lambda: lin.linear(x, w, b, activation=activation, residual=r, out=y))
                 except Exception as e:  # noqa: BLE001  (report and go on: a sweep, not a test)
                     failed.add((family, name))
                     print(f"  {family} {name}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200]}", flush=True)
@@ -96,10 +126,10 @@ def main():
             f"| {t_ptr:7.1f} {cublas / t_ptr:5.2f} {n_ptr}"
         )
     header = f"{'M':>5} {'K':>5} {'N':>5} | {'cuBLAS':>7} | {'TMA':>7} {'ratio':>5} {'TFLOPs':>6} {'best TMA config':<30}| {'pointer':>7} {'ratio':>5} best pointer config"
-    text = "## linear sweep (fp16 + gelu, CUDA-graph us; ratio = cuBLAS lin+gelu / ours)\n```\n" + header + "\n" + "\n".join(summary) + "\n```\n"
+    text = f"## linear sweep (fp16, epilogue {args.epilogue}, CUDA-graph us; ratio = cuBLAS / ours)\n```\n" + header + "\n" + "\n".join(summary) + "\n```\n"
     print("\n" + text)
     if os.environ.get("EET_BENCH_OUT"):
-        with open(os.path.join(os.environ["EET_BENCH_OUT"], "summary_sweep_linear.md"), "w") as f:
+        with open(os.path.join(os.environ["EET_BENCH_OUT"], f"summary_sweep_linear_{args.epilogue}.md"), "w") as f:
             f.write(text)
 
 

@@ -71,6 +71,22 @@ def _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
+def _finish(
+    acc, gate, cols, bias_ptr, gate_bias_ptr, stride_biasn, stride_gate_biasn,
+    ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_GATE: tl.constexpr, HAS_GATE_BIAS: tl.constexpr,
+):  # fmt: skip
+    """Bias, activation and gate on fp32 accumulator columns `cols` (the epilogue minus residual and store)."""
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols * stride_biasn).to(tl.float32)[None, :]
+    y = apply_activation(acc, ACTIVATION)
+    if HAS_GATE:
+        if HAS_GATE_BIAS:
+            gate += tl.load(gate_bias_ptr + cols * stride_gate_biasn).to(tl.float32)[None, :]
+        y = y * gate
+    return y
+
+
+@triton.jit
 def _store_tile(
     acc, gate, tile, num_pid_m, num_pid_n, M, N,
     bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
@@ -83,20 +99,69 @@ def _store_tile(
     pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    cols = offs_n % N
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + cols * stride_biasn).to(tl.float32)[None, :]
-    y = apply_activation(acc, ACTIVATION)
-    if HAS_GATE:
-        if HAS_GATE_BIAS:
-            gate += tl.load(gate_bias_ptr + cols * stride_gate_biasn).to(tl.float32)[None, :]
-        y = y * gate
+    y = _finish(
+        acc, gate, offs_n % N, bias_ptr, gate_bias_ptr, stride_biasn, stride_gate_biasn,
+        ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS,
+    )  # fmt: skip
     mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     if HAS_RESIDUAL:
         residual_ptrs = residual_ptr + offs_m[:, None] * stride_residualm + offs_n[None, :] * stride_residualn
         y += tl.load(residual_ptrs, mask=mask, other=0.0).to(tl.float32)
     y_ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn
     tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _store_part_tma(
+    acc, gate, off_m, off_n, N, bias_ptr, gate_bias_ptr, residual_desc, y_desc, stride_biasn, stride_gate_biasn,
+    ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_GATE: tl.constexpr, HAS_GATE_BIAS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, PART_N: tl.constexpr,
+):  # fmt: skip
+    y = _finish(
+        acc, gate, (off_n + tl.arange(0, PART_N)) % N, bias_ptr, gate_bias_ptr, stride_biasn, stride_gate_biasn,
+        ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS,
+    )  # fmt: skip
+    if HAS_RESIDUAL:
+        y += residual_desc.load([off_m, off_n]).to(tl.float32)
+    y_desc.store([off_m, off_n], y.to(y_desc.dtype))
+
+
+@triton.jit
+def _store_tile_tma(
+    acc, gate, tile, num_pid_m, num_pid_n, N, bias_ptr, gate_bias_ptr, residual_desc, y_desc,
+    stride_biasn, stride_gate_biasn,
+    ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_GATE: tl.constexpr, HAS_GATE_BIAS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr,
+    SPLIT_STORE: tl.constexpr,
+):  # fmt: skip
+    """_store_tile for the TMA kernel: the residual tile arrives and the result leaves by TMA (the copy
+    engine clips the edges: no masks, no per-element addresses), and the store is asynchronous, so the
+    next tile's main loop starts while it drains. SPLIT_STORE: in two [BLOCK_M, BLOCK_N / 2] halves,
+    halving the shared-memory staging buffer (room for another pipeline stage)."""
+    pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
+    off_m = pid_m * BLOCK_M
+    off_n = pid_n * BLOCK_N
+    if SPLIT_STORE:
+        HALF: tl.constexpr = BLOCK_N // 2
+        acc0, acc1 = acc.reshape(BLOCK_M, 2, HALF).permute(0, 2, 1).split()
+        if HAS_GATE:
+            gate0, gate1 = gate.reshape(BLOCK_M, 2, HALF).permute(0, 2, 1).split()
+        else:
+            gate0 = acc0
+            gate1 = acc1
+        _store_part_tma(
+            acc0, gate0, off_m, off_n, N, bias_ptr, gate_bias_ptr, residual_desc, y_desc, stride_biasn,
+            stride_gate_biasn, ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, HALF,
+        )  # fmt: skip
+        _store_part_tma(
+            acc1, gate1, off_m, off_n + HALF, N, bias_ptr, gate_bias_ptr, residual_desc, y_desc, stride_biasn,
+            stride_gate_biasn, ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, HALF,
+        )  # fmt: skip
+    else:
+        _store_part_tma(
+            acc, gate, off_m, off_n, N, bias_ptr, gate_bias_ptr, residual_desc, y_desc, stride_biasn,
+            stride_gate_biasn, ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_N,
+        )  # fmt: skip
 
 
 @autotune(
@@ -186,6 +251,9 @@ def _set_block_shapes(nargs):
     nargs["x_desc"].block_shape = [nargs["BLOCK_M"], nargs["BLOCK_K"]]
     nargs["w_desc"].block_shape = [nargs["BLOCK_N"], nargs["BLOCK_K"]]
     nargs["gate_w_desc"].block_shape = [nargs["BLOCK_N"], nargs["BLOCK_K"]]
+    out_block = [nargs["BLOCK_M"], nargs["BLOCK_N"] // (2 if nargs["STORE"] == "tma_split" else 1)]
+    nargs["residual_desc"].block_shape = out_block
+    nargs["y_desc"].block_shape = out_block
 
 
 @autotune(
@@ -197,7 +265,7 @@ def _set_block_shapes(nargs):
 )
 @triton.jit
 def _linear_tma_kernel(
-    x_desc, w_desc, gate_w_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
+    x_desc, w_desc, gate_w_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
     M, N, K, M_BUCKET,
     stride_biasn, stride_gate_biasn,
     stride_residualm, stride_residualn,
@@ -215,6 +283,7 @@ def _linear_tma_kernel(
     GROUP_M: tl.constexpr,
     FLATTEN: tl.constexpr,
     OCCUPANCY: tl.constexpr,
+    STORE: tl.constexpr,
     PDL: tl.constexpr,
 ):  # fmt: skip
     wait_for_predecessor(PDL)
@@ -250,12 +319,19 @@ def _linear_tma_kernel(
                 gate = tl.dot(x, gate_w.T, gate, input_precision=DOT_PRECISION)
 
         tile_c += tl.num_programs(0)
-        _store_tile(
-            acc, gate, tile_c, num_pid_m, num_pid_n, M, N,
-            bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
-            stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-            ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, GROUP_M,
-        )  # fmt: skip
+        if STORE == "pointer":
+            _store_tile(
+                acc, gate, tile_c, num_pid_m, num_pid_n, M, N,
+                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
+                stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, GROUP_M,
+            )  # fmt: skip
+        else:
+            _store_tile_tma(
+                acc, gate, tile_c, num_pid_m, num_pid_n, N, bias_ptr, gate_bias_ptr, residual_desc, y_desc,
+                stride_biasn, stride_gate_biasn, ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL,
+                BLOCK_M, BLOCK_N, GROUP_M, STORE == "tma_split",
+            )  # fmt: skip
 
 
 @functools.cache
@@ -387,7 +463,7 @@ def linear(
                 f"(at most {_MAX_OFFSET + 1}); split the rows into smaller calls"
             )
 
-    use_tma = _tma_ready(x2, weight, gate_weight)
+    use_tma = _tma_ready(x2, weight, gate_weight, r2, y)
     tuner = _linear_tma_kernel if use_tma else _linear_kernel
 
     def launch(kernel, y, **config):
@@ -424,11 +500,16 @@ def linear(
             # Block shapes from the config when launching a tuned one; while tuning, the pre-hook sets them.
             x_block = [config.get("BLOCK_M", 16), config.get("BLOCK_K", 16)]
             w_block = [config.get("BLOCK_N", 16), config.get("BLOCK_K", 16)]
+            out_block = [x_block[0], config.get("BLOCK_N", 16) // (2 if config.get("STORE") == "tma_split" else 1)]
+            y_desc = TensorDescriptor.from_tensor(y, out_block)
+            residual_desc = TensorDescriptor.from_tensor(r2, out_block) if r2 is not None else y_desc
             operands = [TensorDescriptor.from_tensor(t, b) for t, b in ((x2, x_block), (weight, w_block), (gate_w, w_block))]
             strides = ()
         else:
             operands = [x2, weight, gate_w]
             strides = (*x2.stride(), *weight.stride(), *gate_w.stride())
+        if use_tma:
+            shared = (*shared[:4], residual_desc, y_desc, *shared[4:])
         kernel[grid](*operands, *shared, *strides, **constexprs, **config)
 
     key = (shape_bucket(M), N, K, gate_weight is not None, x.dtype, use_tma)
