@@ -15,7 +15,7 @@ import triton.language as tl
 from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError
 from eet_triton.kernels._common import (
-    autotune, check_same_device, check_tensor, pdl_launch_args, shape_bucket, wait_for_predecessor,
+    autotune, bench_in_graph, check_same_device, check_tensor, pdl_launch_args, shape_bucket, wait_for_predecessor,
 )
 from eet_triton.kernels.layernorm import MAX_N, SMALL, _normalize_rows, cdiv, launch_tuned, pow2, prune_row_configs
 
@@ -24,7 +24,8 @@ MAX_PATCH = 64
 """Largest patch side: one K step of the patch GEMM holds at least one whole pixel row of a patch."""
 
 
-@autotune("embedding", key=["BLOCK_N", "M_BUCKET"], prune_configs_by={"early_config_prune": prune_row_configs})
+@autotune("embedding", key=["BLOCK_N", "M_BUCKET"], prune_configs_by={"early_config_prune": prune_row_configs},
+          do_bench=bench_in_graph)
 @triton.jit
 def _embedding_kernel(
     ids_ptr, word_ptr, pos_ids_ptr, pos_ptr, type_ids_ptr, type_ptr, w_ptr, b_ptr, out_ptr,
@@ -172,7 +173,7 @@ def _prune_patch_configs(configs, named_args, **kwargs):
 
 
 @autotune("patch_embedding", key=["E", "C", "PATCH", "M_BUCKET"],
-          prune_configs_by={"early_config_prune": _prune_patch_configs})
+          prune_configs_by={"early_config_prune": _prune_patch_configs}, do_bench=bench_in_graph)
 @triton.jit
 def _patch_embedding_kernel(
     px_ptr, w_ptr, bias_ptr, cls_ptr, pos_ptr, out_ptr,
