@@ -31,6 +31,7 @@ from eet_triton.models.encoder import Encoder
 from eet_triton.models.layers import Dense, layer_norm
 from eet_triton.models.spec import ModelSpec
 from eet_triton.ops._base import empty
+from eet_triton.runtime.streams import side_by_side
 
 
 def hf_output_class(name: str) -> type:
@@ -286,12 +287,19 @@ class DualEncoderModel(nn.Module, EETModel):
         return {**text, "pixel_values": check_pixel_values(owner, self.spec.vision, self.device, pixel_values)}
 
     def _compute(self, input_ids, pixel_values, attention_mask, position_ids, token_type_ids):
-        text = self.text_model.encode(input_ids, attention_mask, token_type_ids, position_ids)
-        image = self.vision_model.encode(pixel_values=pixel_values)
-        text_pooled = self.text_model.pool(text, input_ids)
-        image_pooled = self.vision_model.pool(image)
-        text_projected = self.text_projection(text_pooled)
-        image_projected = self.visual_projection(image_pooled)
+        def text_tower():
+            text = self.text_model.encode(input_ids, attention_mask, token_type_ids, position_ids)
+            pooled = self.text_model.pool(text, input_ids)
+            return text, pooled, self.text_projection(pooled)
+
+        def vision_tower():
+            image = self.vision_model.encode(pixel_values=pixel_values)
+            pooled = self.vision_model.pool(image)
+            return image, pooled, self.visual_projection(pooled)
+
+        # the towers share nothing until the head: run them side by side (CLIP b32 forward: NOTES, models run 5)
+        (text, text_pooled, text_projected), (image, image_pooled, image_projected) = side_by_side(
+            text_tower, vision_tower, pixel_values.device)
         text_embeds, image_embeds = _unit(text_projected), _unit(image_projected)
         logits_per_text = linear(text_embeds, image_embeds) * self.logit_scale.exp()
         return {

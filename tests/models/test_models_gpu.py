@@ -99,3 +99,16 @@ def test_capture_ahead_of_time():
     assert len(model._graphs.signatures) == 2, "a call of a captured signature must reuse its graph"
     model.use_cuda_graphs(False)
     assert_same(out, model(**inputs))
+
+
+def test_towers_side_by_side_equal_one_after_the_other(monkeypatch):
+    """CLIP's towers run on two streams (one graph, two branches); the numbers must be the ones
+    running them one after the other gives, bit for bit."""
+    from eet_triton.runtime import streams
+
+    model = eet_triton.load(real_checkpoint("clip-vit-b32"), device="cuda", dtype="fp16")
+    inputs = real_inputs("clip-vit-b32", 32)
+    together = model(**inputs)
+    monkeypatch.setattr(streams, "CONCURRENT", False)
+    model.use_cuda_graphs(False)
+    assert_same(together, model(**inputs), "side by side (graph) vs one after the other (eager)")

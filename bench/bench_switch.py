@@ -1,0 +1,75 @@
+"""A runtime switch off and on, side by side: CUDA-graph forward time, fp16, random init; the
+outputs of the two must agree bit for bit (each switch changes when kernels run, not what they
+compute).
+
+    PYTHONPATH=. python3 bench/bench_switch.py [pdl|towers ...]     (default: all)
+
+pdl: programmatic dependent launch (kernels._common.PDL_ENABLED), on BERT-base (batch 1 and 32,
+128 tokens) and CLIP ViT-B/32 (batch 1 and 32). towers: CLIP's text and vision towers on two
+streams (runtime.streams.CONCURRENT), CLIP ViT-B/32 at batch 1, 32 and 128.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+import eet_triton  # noqa: F401  (first: picks compiled vs interpreted Triton)
+from bench.bench_models import save_random
+from eet_triton.kernels import _common
+from eet_triton.runtime import streams
+from eet_triton.tools.bench import median_ms
+from eet_triton.tools.hf import cast_inputs, load_hf, make_inputs
+
+# name -> (module, attribute, cases (model, batch, sequence length))
+SWITCHES = {
+    "pdl": (_common, "PDL_ENABLED", [("bert", 1, 128), ("bert", 32, 128), ("clip", 1, 77), ("clip", 32, 77)]),
+    "towers": (streams, "CONCURRENT", [("clip", 1, 77), ("clip", 32, 77), ("clip", 128, 77)]),
+}
+
+
+def main(names: list[str]) -> int:
+    rows = ["| switch | model | batch | off ms | on ms | on/off | same output |",
+            "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        paths = {}
+        for name in names:
+            module, attribute, cases = SWITCHES[name]
+            for kind, batch, seq in cases:
+                if kind not in paths:
+                    paths[kind] = save_random(kind, Path(tmp) / kind)
+                hf = load_hf(paths[kind], torch.float16, torch.device("cuda"), attn_implementation="sdpa")
+                inputs = cast_inputs(make_inputs(hf, batch, seq, torch.device("cuda"), seed=batch), torch.float16)
+                del hf
+                models, outputs = {}, {}
+                for on in (False, True):  # each model captures its graph under its own setting
+                    setattr(module, attribute, on)
+                    models[on] = eet_triton.load(paths[kind], device=0, dtype="fp16")
+                    outputs[on] = models[on](**inputs)[0].clone()
+                setattr(module, attribute, True)
+                times = {on: [] for on in models}
+                for _ in range(3):  # interleaved, so drift hits both
+                    for on, model in models.items():
+                        times[on].append(median_ms(lambda: model(**inputs)))
+                off_ms, on_ms = min(times[False]), min(times[True])
+                same = torch.equal(outputs[False], outputs[True])
+                rows.append(f"| {name} | {kind} | {batch} | {off_ms:.4f} | {on_ms:.4f} | {on_ms / off_ms:.3f} | {same} |")
+                print(rows[-1], flush=True)
+                del models, outputs
+    text = "\n".join(rows) + "\n"
+    print(text)
+    if os.environ.get("EET_BENCH_OUT"):
+        Path(os.environ["EET_BENCH_OUT"], "summary_switch.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    chosen = sys.argv[1:] or list(SWITCHES)
+    unknown = [n for n in chosen if n not in SWITCHES]
+    if unknown:
+        sys.exit(f"unknown switch {', '.join(unknown)}; choose from {', '.join(SWITCHES)}")
+    sys.exit(main(chosen))
