@@ -51,9 +51,8 @@ def describe(config):
     c = config.kwargs
     flat = " flat" if c.get("FLATTEN") else ""
     store = f" {c['STORE']}" if "STORE" in c else ""
-    rows = f"{c['ROW_BLOCKS']}x" if c.get("ROW_BLOCKS", 1) > 1 else ""
     occupancy = f" {c['OCCUPANCY']}/SM" if c.get("OCCUPANCY", 1) > 1 else ""
-    return f"{rows}{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}{store}"
+    return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}{store}"
 
 
 def candidates(family, M, N, K):

@@ -46,11 +46,10 @@ def _prune_configs(configs, named_args, **kwargs):
     sms = _num_programs(torch.device("cuda"))
 
     def fits(c):
-        block_m, block_n = _tile_rows(c.kwargs), c.kwargs["BLOCK_N"]
+        block_m, block_n = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
         tiles = triton.cdiv(m_bucket, block_m) * triton.cdiv(n, block_n)
         return (
             block_m <= max(m_bucket, 16)
-            and (c.kwargs.get("ROW_BLOCKS", 1) == 1 or not kwargs["HAS_GATE"])
             and block_n <= max(triton.next_power_of_2(n), 16)
             and c.kwargs["BLOCK_K"] <= max(triton.next_power_of_2(k), 16)
             and accumulators * block_m * block_n <= _ACC_REGS_PER_THREAD * 32 * c.num_warps
@@ -59,11 +58,6 @@ def _prune_configs(configs, named_args, **kwargs):
 
     kept = [c for c in configs if fits(c)]
     return kept or configs[:1]
-
-
-def _tile_rows(config_kwargs) -> int:
-    """Rows of x one tile covers: BLOCK_M, times ROW_BLOCKS in the TMA kernel."""
-    return config_kwargs["BLOCK_M"] * config_kwargs.get("ROW_BLOCKS", 1)
 
 
 @triton.jit
@@ -309,7 +303,6 @@ def _linear_tma_kernel(
     FLATTEN: tl.constexpr,
     OCCUPANCY: tl.constexpr,
     STORE: tl.constexpr,
-    ROW_BLOCKS: tl.constexpr,
     PDL: tl.constexpr,
 ):  # fmt: skip
     wait_for_predecessor(PDL)
@@ -317,23 +310,16 @@ def _linear_tma_kernel(
     # outside the tensors, so the K loop needs no masks and no address arithmetic. Same persistent
     # walk and epilogue as _linear_kernel. (0-14 % faster than the pointer kernel on the same
     # config, up to 27 % at M=64 with K >= 2048: H200, linear run 5 in bench/NOTES.md.)
-    # ROW_BLOCKS (1-3) row blocks of BLOCK_M make one tile and share each W tile: 3 x 64 = 192-row
-    # tiles, which Triton cannot name as one block, cut 4096 rows x N=768 into 22 x 6 = 132 tiles,
-    # one wave on 132 SMs, where 128-row tiles leave a 45 % second wave.
-    tl.static_assert(ROW_BLOCKS == 1 or not HAS_GATE, "row blocks share no gate accumulator")
-    TILE_M: tl.constexpr = BLOCK_M * ROW_BLOCKS
-    num_pid_m = tl.cdiv(M, TILE_M)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     num_tiles = num_pid_m * num_pid_n
     k_tiles = tl.cdiv(K, BLOCK_K)
     tile_c = tl.program_id(0) - tl.num_programs(0)
     for tile in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN):
         pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
-        off_m = pid_m * TILE_M
+        off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        acc1 = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        acc2 = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         if HAS_GATE:
             gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         else:
@@ -345,12 +331,6 @@ def _linear_tma_kernel(
                 x = x.to(tl.float32)
                 w = w.to(tl.float32)
             acc = tl.dot(x, w.T, acc, input_precision=DOT_PRECISION)
-            if ROW_BLOCKS >= 2:
-                x1 = x_desc.load([off_m + BLOCK_M, k * BLOCK_K])
-                acc1 = tl.dot(x1.to(w.dtype), w.T, acc1, input_precision=DOT_PRECISION)
-            if ROW_BLOCKS >= 3:
-                x2 = x_desc.load([off_m + 2 * BLOCK_M, k * BLOCK_K])
-                acc2 = tl.dot(x2.to(w.dtype), w.T, acc2, input_precision=DOT_PRECISION)
             if HAS_GATE:
                 gate_w = gate_w_desc.load([off_n, k * BLOCK_K])
                 if UPCAST_OPERANDS:
@@ -359,27 +339,11 @@ def _linear_tma_kernel(
 
         tile_c += tl.num_programs(0)
         pid_m, pid_n = _tile_coords(tile_c, num_pid_m, num_pid_n, GROUP_M)
-        off_m = pid_m * TILE_M
-        off_n = pid_n * BLOCK_N
         _store_block(
-            acc, gate, off_m, off_n, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
-            stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+            acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
+            bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
             ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
         )  # fmt: skip
-        if ROW_BLOCKS >= 2:
-            _store_block(
-                acc1, acc1, off_m + BLOCK_M, off_n, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
-                residual_desc, y_desc, stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn,
-                stride_ym, stride_yn, ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M,
-                BLOCK_N, STORE,
-            )  # fmt: skip
-        if ROW_BLOCKS >= 3:
-            _store_block(
-                acc2, acc2, off_m + 2 * BLOCK_M, off_n, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
-                residual_desc, y_desc, stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn,
-                stride_ym, stride_yn, ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M,
-                BLOCK_N, STORE,
-            )  # fmt: skip
 
 
 @functools.cache
@@ -518,7 +482,7 @@ def linear(
         programs = _num_programs(x.device)
         # OCCUPANCY (TMA configs) programs per SM: with two, one program's epilogue overlaps the other's main loop.
         grid = lambda meta: (  # noqa: E731
-            min(triton.cdiv(M, _tile_rows(meta)) * triton.cdiv(N, meta["BLOCK_N"]), programs * meta.get("OCCUPANCY", 1)),
+            min(triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]), programs * meta.get("OCCUPANCY", 1)),
         )
         constexprs = dict(
             ACTIVATION=act,

@@ -295,32 +295,14 @@ def test_two_programs_per_sm_only_where_tiles_outnumber_sms(monkeypatch):
         return lin._prune_configs(configs, {"M_BUCKET": m_bucket, "N": n, "K": k}, HAS_GATE=False)
 
     def tiles(c, m_bucket, n):
-        return -(-m_bucket // lin._tile_rows(c.kwargs)) * -(-n // c.kwargs["BLOCK_N"])
+        return -(-m_bucket // c.kwargs["BLOCK_M"]) * -(-n // c.kwargs["BLOCK_N"])
 
     few = kept(4096, 512, 2048)  # CLIP b32 text FFN2: 32 x 4 tiles of 128 x 128 <= 132, 32 x 8 of 128 x 64
     assert [c.kwargs["BLOCK_N"] for c in few if c.kwargs["OCCUPANCY"] == 2] == [64]
     assert all(tiles(c, 4096, 512) > 132 for c in few if c.kwargs["OCCUPANCY"] == 2)
     many = kept(8192, 768, 3072)  # CLIP b128 vision FFN2: 64 x 6 tiles of 128 x 128 > 132
     assert {c.kwargs["OCCUPANCY"] for c in many} == {1, 2}
-    assert all(lin._tile_rows(c.kwargs) * c.kwargs["BLOCK_N"] <= 128 * 32 * c.num_warps for c in many)
-
-
-def test_row_block_tiles_only_without_gate():
-    """192-row tiles (3 row blocks sharing each W tile) are candidates for plain GEMMs whose rows
-    fill them, never for the gated FFN (one gate accumulator per tile) or a short M."""
-    from eet_triton.kernels._common import tuning_configs
-
-    lin = _linear_module()
-    configs = tuning_configs("linear_tma", every=True)
-
-    def row_blocks(m_bucket, gated):
-        kept = lin._prune_configs(configs, {"M_BUCKET": m_bucket, "N": 768, "K": 768}, HAS_GATE=gated)
-        return {c.kwargs["ROW_BLOCKS"] for c in kept}
-
-    assert row_blocks(4096, gated=False) == {1, 3}
-    assert row_blocks(4096, gated=True) == {1}
-    assert row_blocks(128, gated=False) == {1}
-    assert [lin._tile_rows(c.kwargs) for c in configs if c.kwargs["ROW_BLOCKS"] == 3] == [192] * 3
+    assert all(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 128 * 32 * c.num_warps for c in many)
 
 
 def test_tuning_timer_drains_the_device_before_launching(monkeypatch):
