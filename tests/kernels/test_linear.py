@@ -141,6 +141,10 @@ def test_tma_only_where_its_rules_hold(monkeypatch):
     assert not lin._tma_ready(torch.randn(8, 36, dtype=torch.float16), torch.randn(32, 36, dtype=torch.float16), None)  # 72-byte rows
     assert not lin._tma_ready(x, torch.randn(64, 32, dtype=torch.float16).t(), None)  # K-strided weight
     assert not lin._tma_ready(x, w, torch.randn(32, 128, dtype=torch.float16)[:, ::2])  # gate weight, stride 2 along K
+    # the epilogue may store y and load the residual by TMA too: both follow the same rules
+    assert lin._tma_ready(x, w, None, torch.randn(8, 32, dtype=torch.float16), torch.empty(8, 32, dtype=torch.float16))
+    assert not lin._tma_ready(x, w, None, None, torch.empty(8, 3, dtype=torch.float16))  # 6-byte rows: 3 labels
+    assert not lin._tma_ready(x, w, None, torch.randn(8, 64, dtype=torch.float16)[:, ::2], None)  # strided residual
     monkeypatch.setattr(lin, "TMA_ENABLED", False)
     assert not lin._tma_ready(x, w, None)
 
