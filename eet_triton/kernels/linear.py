@@ -133,10 +133,10 @@ def _store_tile_tma(
     HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, SPLIT_STORE: tl.constexpr,
 ):  # fmt: skip
     """_store_tile for the TMA kernel: the residual tile arrives and the result leaves by TMA (the copy
-    engine clips the edges: no masks, no per-element addresses), and the store is asynchronous, so the
-    next tile's main loop starts while it drains. SPLIT_STORE: in two [BLOCK_M, BLOCK_N / 2] halves,
-    halving the shared-memory staging buffer (H200, BERT FFN1 4096x3072x768 + gelu at 128x128 w8,
-    two programs per SM: 61.8 us with the pointer epilogue, 56.6 with one TMA store, 48.1 split)."""
+    engine clips the edges: no masks, no per-element addresses, fewer registers). SPLIT_STORE: in two
+    [BLOCK_M, BLOCK_N / 2] halves, halving the shared-memory staging buffer. It pays where registers
+    are short (H200, BERT FFN1 4096x3072x768 + gelu at 128x128 w8, two programs per SM: 61.8 us with
+    the pointer epilogue, 56.6 with one TMA store, 48.1 split); with 4-warp programs it does not."""
     if SPLIT_STORE:
         HALF: tl.constexpr = BLOCK_N // 2
         acc0, acc1 = acc.reshape(BLOCK_M, 2, HALF).permute(0, 2, 1).split()
@@ -341,7 +341,8 @@ def _linear_tma_kernel(
         pid_m, pid_n = _tile_coords(tile_c, num_pid_m, num_pid_n, GROUP_M)
         _store_block(
             acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
-            bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+            bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+            stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
             ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
         )  # fmt: skip
 
@@ -517,11 +518,10 @@ def linear(
             residual_desc = TensorDescriptor.from_tensor(r2, out_block) if r2 is not None else y_desc
             operands = [TensorDescriptor.from_tensor(t, b) for t, b in ((x2, x_block), (weight, w_block), (gate_w, w_block))]
             strides = ()
+            shared = (*shared[:4], residual_desc, y_desc, *shared[4:])  # after the pointers, their descriptors
         else:
             operands = [x2, weight, gate_w]
             strides = (*x2.stride(), *weight.stride(), *gate_w.stride())
-        if use_tma:
-            shared = (*shared[:4], residual_desc, y_desc, *shared[4:])
         kernel[grid](*operands, *shared, *strides, **constexprs, **config)
 
     key = (shape_bucket(M), N, K, gate_weight is not None, x.dtype, use_tma)
