@@ -3,10 +3,11 @@
     PYTHONPATH=. python3 bench/sweep_linear.py [--shapes issue|models|all|focus] [--tma-only]
         [--epilogue gelu|none|residual] [--stores pointer,tma,tma_split]
 
-For each shape (fp16; epilogue: bias + gelu (default), bias only, or bias + residual) and each config of tuning/linear.yaml (pointer
-kernel) and tuning/linear_tma.yaml (TMA kernel), the config is forced into linear()'s tuned-config table and timed by CUDA-graph
-replay (median), once per STORE variant given (TMA kernel); cuBLAS (F.linear, then F.gelu or the
-residual add as separate kernels, as eager torch runs them) is timed beside it. A config that fails to compile is
+For each shape (fp16; epilogue: bias + gelu (default), bias only, or bias + residual) and each
+config of tuning/linear.yaml (pointer kernel) and tuning/linear_tma.yaml (TMA kernel), the config
+is forced into linear()'s tuned-config table and timed by CUDA-graph replay (median), once per
+STORE variant given (TMA kernel); cuBLAS (F.linear, then F.gelu or the residual add as separate
+kernels, as eager torch runs them) is timed beside it. A config that fails to compile is
 reported and skipped. Prints, per shape, the best config of each kernel and its ratio to cuBLAS.
 """
 

@@ -265,14 +265,18 @@ def _linear_kernel(
         )  # fmt: skip
 
 
+def _out_block(meta) -> list[int]:
+    """Block shape of the TMA epilogue's y and residual descriptors for a config's constexprs."""
+    return [meta["BLOCK_M"], meta["BLOCK_N"] // (2 if meta["STORE"] == "tma_split" else 1)]
+
+
 def _set_block_shapes(nargs):
     """Autotune pre-hook: the host tensor descriptors take the block shape of the config being run."""
     nargs["x_desc"].block_shape = [nargs["BLOCK_M"], nargs["BLOCK_K"]]
     nargs["w_desc"].block_shape = [nargs["BLOCK_N"], nargs["BLOCK_K"]]
     nargs["gate_w_desc"].block_shape = [nargs["BLOCK_N"], nargs["BLOCK_K"]]
-    out_block = [nargs["BLOCK_M"], nargs["BLOCK_N"] // (2 if nargs["STORE"] == "tma_split" else 1)]
-    nargs["residual_desc"].block_shape = out_block
-    nargs["y_desc"].block_shape = out_block
+    nargs["residual_desc"].block_shape = _out_block(nargs)
+    nargs["y_desc"].block_shape = _out_block(nargs)
 
 
 @autotune(
@@ -513,7 +517,7 @@ def linear(
             # Block shapes from the config when launching a tuned one; while tuning, the pre-hook sets them.
             x_block = [config.get("BLOCK_M", 16), config.get("BLOCK_K", 16)]
             w_block = [config.get("BLOCK_N", 16), config.get("BLOCK_K", 16)]
-            out_block = [x_block[0], config.get("BLOCK_N", 16) // (2 if config.get("STORE") == "tma_split" else 1)]
+            out_block = _out_block({"BLOCK_M": x_block[0], "BLOCK_N": w_block[0], "STORE": config.get("STORE")})
             y_desc = TensorDescriptor.from_tensor(y, out_block)
             residual_desc = TensorDescriptor.from_tensor(r2, out_block) if r2 is not None else y_desc
             operands = [TensorDescriptor.from_tensor(t, b) for t, b in ((x2, x_block), (weight, w_block), (gate_w, w_block))]
