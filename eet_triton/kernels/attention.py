@@ -61,11 +61,12 @@ short sequences tune: CLIP's 77-token text tower at batch 128 is 1024 heads of 2
 
 def prune_attention_configs(configs, named_args, **kwargs):
     """Keep the configs whose query block is no taller than the (bucketed) query length,
-    and at least 64 rows once there are that many queries: thinner blocks only re-read
-    k and v more often. Decode (Lq <= 16) keeps the 16-row configs. Small problems keep
-    the first of them."""
+    and at least 32 rows once there are that many queries: 16-row blocks only re-read k and v
+    more often (32 rows still pays under a causal mask at short length, where thinner blocks
+    skip more keys: CLIP text at batch 128, 77 tokens, 30.9 -> 25.7 us). Decode (Lq <= 16)
+    keeps the 16-row configs. Small problems keep the first of them."""
     rows = max(named_args["LQ_BUCKET"], 16)
-    kept = [c for c in configs if min(rows, 64) <= c.kwargs["BLOCK_M"] <= rows]
+    kept = [c for c in configs if min(rows, 32) <= c.kwargs["BLOCK_M"] <= rows]
     kept = kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"])]
     scores = named_args["BH_BUCKET"] * named_args["LQ_BUCKET"] * named_args["LK_BUCKET"]
     return kept[:1] if scores <= SMALL else kept

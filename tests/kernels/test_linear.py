@@ -353,3 +353,47 @@ def test_tuning_does_not_overtake_queued_work(monkeypatch):
         torch.cuda.synchronize()
         assert torch.equal(seen.cpu(), before), "a tuning launch wrote `out` before work queued earlier read it"
     assert_oracle(out, _torch_linear(x, w, b, dtype=torch.float32), _torch_linear(x, w, b, dtype=torch.float16))
+
+
+@pytest.mark.parametrize("split_k", [2, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_split_k_matches_and_repeats(split_k, dtype, device, monkeypatch):
+    """A split-K config (forced) against the oracle, with bias, activation and residual: parts of
+    uneven length (K = 200 is 13 blocks of 16), edge tiles, more units than programs, and two runs
+    bit-identical (the parts are summed in a fixed order, whoever finishes last)."""
+    import triton
+
+    from eet_triton.kernels._common import shape_bucket
+
+    lin = _linear_module()
+    if INTERPRET:
+        monkeypatch.setattr(lin, "_has_tma", lambda device_index: True)
+    elif not lin._has_tma(torch.cuda.current_device()):
+        pytest.skip("split-K is a TMA kernel config: it needs compute capability 9.0 or newer")
+    M, K, N = 70, 200, 40
+    config = triton.Config(
+        {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 2, "FLATTEN": False, "OCCUPANCY": 1,
+         "STORE": "pointer", "SPLIT_K": split_k}, num_warps=4, num_stages=2)
+    monkeypatch.setattr(lin, "_TUNED", {(shape_bucket(M), N, K, False, dtype, True): config})
+    x, w, b = _inputs((M,), K, N, dtype, device)
+    residual = torch.randn(M, N, device=device).to(dtype)
+    _check(x, w, b, activation="gelu", residual=residual)
+
+
+def test_split_k_only_for_k_heavy_ungated_tiles_past_a_wave(monkeypatch):
+    """Split-K configs are tuning candidates only with no gate, more tiles than SMs, and K long
+    enough that every part runs _SPLIT_K_MIN_BLOCKS K blocks."""
+    from eet_triton.kernels._common import tuning_configs
+
+    lin = _linear_module()
+    monkeypatch.setattr(lin, "_num_programs", lambda device: 132)
+    configs = tuning_configs("linear_tma", every=True)
+
+    def splits(m_bucket, n, k, gated=False):
+        kept = lin._prune_configs(configs, {"M_BUCKET": m_bucket, "N": n, "K": k}, HAS_GATE=gated)
+        return sorted({c.kwargs["SPLIT_K"] for c in kept})
+
+    assert splits(8192, 768, 3072) == [1, 2, 3]  # CLIP b128 vision FFN2: 64 x 6 tiles, 48 K blocks
+    assert splits(8192, 768, 3072, gated=True) == [1]
+    assert splits(8192, 768, 768) == [1]  # 12 K blocks: halves of 6 would not fill the pipeline
+    assert splits(2048, 512, 2048) == [1]  # CLIP b32 text FFN2: 16 x 4 = 64 tiles, under one wave

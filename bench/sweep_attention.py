@@ -1,0 +1,116 @@
+"""Time every attention config on the models' own attention shapes: what tuning/attention.yaml should hold.
+
+    PYTHONPATH=. python3 bench/sweep_attention.py
+
+Shapes (fp16, head_dim 64, q/k/v strided views of one fused [B, L, 3, H, D] QKV output as inside
+the models): CLIP ViT-B/32 text (77 tokens, 8 heads, causal, padding mask with one padded row)
+and vision (50 tokens, 12 heads) at batch 32 and 128, BERT-base (128 tokens, 12 heads, padding
+mask) at batch 32. Each config of tuning/attention.yaml, plus the extra candidates below, is
+forced (pruning off) and timed by CUDA-graph replay (median); SDPA on contiguous [B, H, L, D]
+(its best case, mask as a boolean [B, 1, Lq, Lk]) beside it. The floor is the bytes q, k, v and
+out move once, at ~3 TB/s. With EET_BENCH_OUT set the table also goes to summary_sweep_attention.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+import eet_triton  # noqa: F401  (first: picks compiled vs interpreted Triton)
+import triton
+import triton.testing
+
+from eet_triton.kernels._common import tuning_configs
+from eet_triton.kernels.attention import _attention_kernel, attention
+
+COPY_TBS = 3.0
+D = 64
+# name, batch, tokens, heads, causal, padded (one row of the batch padded to half length)
+SHAPES = [
+    ("CLIP text b32", 32, 77, 8, True, True),
+    ("CLIP text b128", 128, 77, 8, True, True),
+    ("CLIP vision b32", 32, 50, 12, False, False),
+    ("CLIP vision b128", 128, 50, 12, False, False),
+    ("BERT b32", 32, 128, 12, False, True),
+]
+EXTRA = [
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 4}, num_warps=4, num_stages=1),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=1),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=1),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64}, num_warps=2, num_stages=2),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=2, num_stages=2),
+]
+
+
+def graph_us(fn):
+    return triton.testing.do_bench_cudagraph(fn, rep=20, return_mode="median") * 1e3
+
+
+def describe(c):
+    return f"M{c.kwargs['BLOCK_M']} N{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}"
+
+
+def main():
+    print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, fp16")
+    configs = [c for c in tuning_configs("attention") if c.kwargs["BLOCK_M"] >= 32] + [
+        triton.Config({k: v for k, v in c.kwargs.items() if k.startswith("BLOCK")}, num_warps=c.num_warps,
+                      num_stages=c.num_stages) for c in EXTRA]
+    saved = (_attention_kernel.configs, _attention_kernel.early_config_prune)
+    rows = []
+    for name, B, L, H, causal, padded in SHAPES:
+        torch.manual_seed(0)
+        qkv = torch.randn(B, L, 3, H, D, device="cuda", dtype=torch.float16)
+        q, k, v = qkv.unbind(2)
+        mask = None
+        if padded:
+            mask = torch.ones(B, L, device="cuda", dtype=torch.int64)
+            mask[-1, L // 2:] = 0
+        out = torch.empty(B, L, H, D, device="cuda", dtype=torch.float16)
+        floor = 4 * B * L * H * D * 2 / (COPY_TBS * 1e12) * 1e6
+        qc, kc, vc = (t.transpose(1, 2).contiguous() for t in (q, k, v))
+        sdpa_mask = None
+        if mask is not None:
+            sdpa_mask = mask.bool()[:, None, None, :].expand(B, 1, L, L)
+            if causal:
+                sdpa_mask = sdpa_mask & torch.ones(L, L, device="cuda", dtype=torch.bool).tril()
+        sdpa = graph_us(lambda: F.scaled_dot_product_attention(qc, kc, vc, attn_mask=sdpa_mask,
+                                                               is_causal=causal and sdpa_mask is None))
+        ref = F.scaled_dot_product_attention(qc.float(), kc.float(), vc.float(), attn_mask=sdpa_mask,
+                                             is_causal=causal and sdpa_mask is None).transpose(1, 2)
+        timings = []
+        for config in configs:
+            _attention_kernel.configs, _attention_kernel.early_config_prune = [config], None
+            _attention_kernel.cache.clear()
+            run = lambda: attention(q, k, v, causal=causal, key_padding_mask=mask, out=out)  # noqa: E731
+            try:
+                run()
+                torch.cuda.synchronize()
+            except Exception as exc:  # a config that does not compile for this shape
+                print(f"{name}: {describe(config)} failed: {type(exc).__name__}: {str(exc)[:120]}")
+                continue
+            err = (out.float() - ref).abs().max().item()
+            timings.append((graph_us(run), describe(config), err))
+        _attention_kernel.configs, _attention_kernel.early_config_prune = saved
+        _attention_kernel.cache.clear()
+        timings.sort()
+        print(f"{name}: " + ", ".join(f"{d}={t:.1f}" for t, d, _ in timings))
+        best_t, best_d, best_err = timings[0]
+        rows.append(f"| {name} | {floor:.1f} | {sdpa:.1f} | {best_t:.1f} | {best_d} | {floor / best_t:.2f} | "
+                    f"{best_err:.1e} |")
+    table = "\n".join([
+        "## attention sweep (fp16, CUDA-graph us)",
+        "| shape | floor (bytes) | SDPA | best ours | config | fraction of floor | max err vs fp32 |",
+        "|---|---|---|---|---|---|---|", *rows])
+    print(table)
+    if os.environ.get("EET_BENCH_OUT"):
+        with open(os.path.join(os.environ["EET_BENCH_OUT"], "summary_sweep_attention.md"), "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
