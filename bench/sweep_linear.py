@@ -53,9 +53,7 @@ def describe(config):
     flat = " flat" if c.get("FLATTEN") else ""
     store = f" {c['STORE']}" if "STORE" in c else ""
     occupancy = f" {c['OCCUPANCY']}/SM" if c.get("OCCUPANCY", 1) > 1 else ""
-    split = f" split{c['SPLIT_K']}" if c.get("SPLIT_K", 1) > 1 else ""
-    return (f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}"
-            f"{split}{store}")
+    return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}{store}"
 
 
 def candidates(family, M, N, K):

@@ -21,7 +21,7 @@ from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError
 from eet_triton.kernels._common import (
     autotune, bench_in_graph, check_same_device, check_same_dtype, check_tensor, pdl_launch_args, shape_bucket,
-    tuning_configs, wait_for_predecessor,
+    wait_for_predecessor,
 )
 from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation
 
@@ -31,8 +31,6 @@ __all__ = ["ACTIVATIONS", "canonical_activation", "linear"]
 # the larger tile saves (128x256 with 8 warps sits exactly at the limit).
 _ACC_REGS_PER_THREAD = 128
 _MAX_OFFSET = 2**31 - 1
-# A split-K part runs at least this many K blocks, so its pipelined K loop amortises its fill.
-_SPLIT_K_MIN_BLOCKS = 8
 # The interpreter runs a few programs, so the persistent tile loop runs more than once in CPU tests.
 _INTERPRETER_PROGRAMS = 4
 
@@ -42,10 +40,7 @@ def _prune_configs(configs, named_args, **kwargs):
     accumulators would spill, and two-programs-per-SM configs where the tiles (at the bucket's M)
     do not outnumber the SMs (there the grid is one program per tile anyway, and the extra
     candidates only gave the warm-L2 tuner more ways to pick a config that is slower inside a
-    model: CLIP b32 text FFN2 14.5 -> 18 us, H200). Split-K configs only where the tiles outnumber
-    the SMs (a partial last wave to even out), K gives every part _SPLIT_K_MIN_BLOCKS K blocks or
-    more, and there is no gate (its accumulator is not handed over). The first (smallest) config
-    always survives."""
+    model: CLIP b32 text FFN2 14.5 -> 18 us, H200). The first (smallest) config always survives."""
     m_bucket, n, k = named_args["M_BUCKET"], named_args["N"], named_args["K"]
     accumulators = 2 if kwargs["HAS_GATE"] else 1
     sms = _num_programs(torch.device("cuda"))
@@ -53,14 +48,12 @@ def _prune_configs(configs, named_args, **kwargs):
     def fits(c):
         block_m, block_n = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
         tiles = triton.cdiv(m_bucket, block_m) * triton.cdiv(n, block_n)
-        split_k = c.kwargs.get("SPLIT_K", 1)
         return (
             block_m <= max(m_bucket, 16)
             and block_n <= max(triton.next_power_of_2(n), 16)
             and c.kwargs["BLOCK_K"] <= max(triton.next_power_of_2(k), 16)
             and accumulators * block_m * block_n <= _ACC_REGS_PER_THREAD * 32 * c.num_warps
             and (c.kwargs.get("OCCUPANCY", 1) == 1 or tiles > sms)
-            and (split_k == 1 or (not kwargs["HAS_GATE"] and tiles > sms and k >= _SPLIT_K_MIN_BLOCKS * split_k * c.kwargs["BLOCK_K"]))
         )
 
     kept = [c for c in configs if fits(c)]
@@ -272,27 +265,6 @@ def _linear_kernel(
         )  # fmt: skip
 
 
-@triton.jit
-def _sum_parts(acc, parts_ptr, arrivals_ptr, tile, part, SPLIT_K: tl.constexpr, BLOCK_M: tl.constexpr,
-               BLOCK_N: tl.constexpr):  # fmt: skip
-    """Split-K hand-over for one tile: park this part's fp32 accumulator in the tile's slot part, count
-    the arrival; the last to arrive gets (the sum of all parts in part order, True), the others
-    (acc, False). Summing from memory in a fixed order keeps the result independent of who finishes
-    last (deterministic), and no program ever waits for another. The last one zeroes the tile's
-    counter again, so one zeroed buffer serves every later launch."""
-    in_tile = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
-    slots = parts_ptr + tile.to(tl.int64) * (SPLIT_K * BLOCK_M * BLOCK_N) + in_tile
-    tl.store(slots + part * (BLOCK_M * BLOCK_N), acc)
-    tl.debug_barrier()  # every thread's part is written before the release below
-    last = tl.atomic_add(arrivals_ptr + tile, 1, sem="acq_rel") == SPLIT_K - 1
-    if last:
-        acc = tl.load(slots, cache_modifier=".cg")
-        for j in tl.static_range(1, SPLIT_K):
-            acc += tl.load(slots + j * (BLOCK_M * BLOCK_N), cache_modifier=".cg")
-        tl.store(arrivals_ptr + tile, 0)
-    return acc, last
-
-
 def _out_block(meta) -> list[int]:
     """Block shape of the TMA epilogue's y and residual descriptors for a config's constexprs."""
     return [meta["BLOCK_M"], meta["BLOCK_N"] // (2 if meta["STORE"] == "tma_split" else 1)]
@@ -317,7 +289,6 @@ def _set_block_shapes(nargs):
 @triton.jit
 def _linear_tma_kernel(
     x_desc, w_desc, gate_w_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
-    parts_ptr, arrivals_ptr,
     M, N, K, M_BUCKET,
     stride_biasn, stride_gate_biasn,
     stride_residualm, stride_residualn,
@@ -336,7 +307,6 @@ def _linear_tma_kernel(
     FLATTEN: tl.constexpr,
     OCCUPANCY: tl.constexpr,
     STORE: tl.constexpr,
-    SPLIT_K: tl.constexpr,
     PDL: tl.constexpr,
 ):  # fmt: skip
     wait_for_predecessor(PDL)
@@ -348,13 +318,9 @@ def _linear_tma_kernel(
     num_pid_n = tl.cdiv(N, BLOCK_N)
     num_tiles = num_pid_m * num_pid_n
     k_tiles = tl.cdiv(K, BLOCK_K)
-    # SPLIT_K: each tile is SPLIT_K units of work, one per run of K blocks, taken by neighbouring
-    # programs; the last to finish sums the parts and runs the epilogue (_sum_parts).
-    k_part = tl.cdiv(k_tiles, SPLIT_K)
-    unit_c = tl.program_id(0) - tl.num_programs(0)
-    for unit in tl.range(tl.program_id(0), num_tiles * SPLIT_K, tl.num_programs(0), flatten=FLATTEN):
-        pid_m, pid_n = _tile_coords(unit // SPLIT_K, num_pid_m, num_pid_n, GROUP_M)
-        k_first = unit % SPLIT_K * k_part
+    tile_c = tl.program_id(0) - tl.num_programs(0)
+    for tile in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN):
+        pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -362,7 +328,7 @@ def _linear_tma_kernel(
             gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         else:
             gate = acc
-        for k in range(k_first, min(k_first + k_part, k_tiles)):
+        for k in range(k_tiles):
             x = x_desc.load([off_m, k * BLOCK_K])
             w = w_desc.load([off_n, k * BLOCK_K])
             if UPCAST_OPERANDS:  # see _linear_kernel
@@ -375,19 +341,14 @@ def _linear_tma_kernel(
                     gate_w = gate_w.to(tl.float32)
                 gate = tl.dot(x, gate_w.T, gate, input_precision=DOT_PRECISION)
 
-        unit_c += tl.num_programs(0)
-        tile_c = unit_c // SPLIT_K
+        tile_c += tl.num_programs(0)
         pid_m, pid_n = _tile_coords(tile_c, num_pid_m, num_pid_n, GROUP_M)
-        last = True
-        if SPLIT_K > 1:
-            acc, last = _sum_parts(acc, parts_ptr, arrivals_ptr, tile_c, unit_c % SPLIT_K, SPLIT_K, BLOCK_M, BLOCK_N)
-        if last:
-            _store_block(
-                acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
-                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
-                stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
-            )  # fmt: skip
+        _store_block(
+            acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
+            bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+            stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+            ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
+        )  # fmt: skip
 
 
 @functools.cache
@@ -426,23 +387,6 @@ def _tma_ready(*operands: torch.Tensor | None) -> bool:
             for t in present
         )
     )
-
-
-def _tiles(M: int, N: int, meta) -> int:
-    return triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])
-
-
-def _split_k_scratch(M: int, N: int, config: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(parts, arrivals) for a TMA launch: fp32 room for SPLIT_K partial tiles per tile and one zeroed
-    int32 counter per tile, fresh per call (stream-ordered by the caching allocator, so concurrent
-    streams and CUDA graphs each get their own). A tuning launch (no config) gets room for every
-    candidate. Without split-K, 1-element placeholders."""
-    metas = [config] if config else [c.all_kwargs() for c in tuning_configs("linear_tma")]
-    metas = [m for m in metas if m.get("SPLIT_K", 1) > 1]
-    parts = max((_tiles(M, N, m) * m["SPLIT_K"] * m["BLOCK_M"] * m["BLOCK_N"] for m in metas), default=1)
-    counters = max((_tiles(M, N, m) for m in metas), default=1)
-    return (torch.empty(parts, dtype=torch.float32, device=device),
-            torch.zeros(counters, dtype=torch.int32, device=device))
 
 
 # Tuned config per autotune key, so that steady-state calls launch the compiled kernel directly:
@@ -543,7 +487,7 @@ def linear(
         programs = _num_programs(x.device)
         # OCCUPANCY (TMA configs) programs per SM: with two, one program's epilogue overlaps the other's main loop.
         grid = lambda meta: (  # noqa: E731
-            min(_tiles(M, N, meta) * meta.get("SPLIT_K", 1), programs * meta.get("OCCUPANCY", 1)),
+            min(triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]), programs * meta.get("OCCUPANCY", 1)),
         )
         constexprs = dict(
             ACTIVATION=act,
@@ -578,8 +522,7 @@ def linear(
             residual_desc = TensorDescriptor.from_tensor(r2, out_block) if r2 is not None else y_desc
             operands = [TensorDescriptor.from_tensor(t, b) for t, b in ((x2, x_block), (weight, w_block), (gate_w, w_block))]
             strides = ()
-            # after the pointers: their descriptors, then the split-K parts and arrival counters
-            shared = (*shared[:4], residual_desc, y_desc, *_split_k_scratch(M, N, config, x.device), *shared[4:])
+            shared = (*shared[:4], residual_desc, y_desc, *shared[4:])  # after the pointers, their descriptors
         else:
             operands = [x2, weight, gate_w]
             strides = (*x2.stride(), *weight.stride(), *gate_w.stride())
