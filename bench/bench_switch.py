@@ -2,11 +2,13 @@
 outputs of the two must agree bit for bit (each switch changes when kernels run, not what they
 compute).
 
-    PYTHONPATH=. python3 bench/bench_switch.py [pdl|towers ...]     (default: all)
+    PYTHONPATH=. python3 bench/bench_switch.py [pdl|towers|persistent ...]     (default: all)
 
 pdl: programmatic dependent launch (kernels._common.PDL_ENABLED), on BERT-base (batch 1 and 32,
 128 tokens) and CLIP ViT-B/32 (batch 1 and 32). towers: CLIP's text and vision towers on two
-streams (runtime.streams.CONCURRENT), CLIP ViT-B/32 at batch 1, 32 and 128.
+streams (runtime.streams.CONCURRENT), CLIP ViT-B/32 at batch 1, 32 and 128. persistent: GEMMs on
+a persistent grid or one program per tile (kernels.linear.PERSISTENT), CLIP at batch 32 and 128 (the
+towers share the SMs) and BERT at batch 32.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 
 import eet_triton  # noqa: F401  (first: picks compiled vs interpreted Triton)
 from bench.bench_models import save_random
-from eet_triton.kernels import _common
+from eet_triton.kernels import _common, linear
 from eet_triton.runtime import streams
 from eet_triton.tools.bench import median_ms
 from eet_triton.tools.hf import cast_inputs, load_hf, make_inputs
@@ -29,6 +31,7 @@ from eet_triton.tools.hf import cast_inputs, load_hf, make_inputs
 SWITCHES = {
     "pdl": (_common, "PDL_ENABLED", [("bert", 1, 128), ("bert", 32, 128), ("clip", 1, 77), ("clip", 32, 77)]),
     "towers": (streams, "CONCURRENT", [("clip", 1, 77), ("clip", 32, 77), ("clip", 128, 77)]),
+    "persistent": (linear, "PERSISTENT", [("clip", 32, 77), ("clip", 128, 77), ("bert", 32, 128)]),
 }
 
 

@@ -389,6 +389,11 @@ def _tma_ready(*operands: torch.Tensor | None) -> bool:
     )
 
 
+# Persistent grid (at most OCCUPANCY programs per SM, each walking tiles) or one program per tile.
+# A switch, so benchmarks can time both inside a model, where another stream's kernels share the SMs.
+PERSISTENT = True
+_MAX_GRID = 2**31 - 1
+
 # Tuned config per autotune key, so that steady-state calls launch the compiled kernel directly:
 # triton's Autotuner.run rebuilds its key from all 29 arguments on every call, about a quarter of
 # this launcher's host time under cProfile on the H100 host (where the kernel at M=64 takes 4-8 us).
@@ -487,7 +492,8 @@ def linear(
         programs = _num_programs(x.device)
         # OCCUPANCY (TMA configs) programs per SM: with two, one program's epilogue overlaps the other's main loop.
         grid = lambda meta: (  # noqa: E731
-            min(triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]), programs * meta.get("OCCUPANCY", 1)),
+            min(triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),
+                programs * meta.get("OCCUPANCY", 1) if PERSISTENT else _MAX_GRID),
         )
         constexprs = dict(
             ACTIVATION=act,
