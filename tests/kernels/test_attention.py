@@ -221,6 +221,27 @@ def test_out_view(device):
     assert torch.isnan(buffer[..., 64:]).all()
 
 
+def test_config_pruning_by_query_length():
+    """Decode keeps the 16-row blocks; from 32 queries on, blocks of 32 rows up to the (bucketed)
+    query length compete (32 rows won CLIP's 77-token causal text, NOTES attention run 4); a small
+    problem takes the first survivor untimed."""
+    from eet_triton.kernels._common import tuning_configs
+    from eet_triton.kernels.attention import SMALL, prune_attention_configs
+
+    configs = tuning_configs("attention", every=True)
+
+    def rows(lq, bh=1024, lk=None):
+        args = {"LQ_BUCKET": lq, "LK_BUCKET": lk or lq, "BH_BUCKET": bh}
+        return sorted({c.kwargs["BLOCK_M"] for c in prune_attention_configs(configs, args)})
+
+    assert rows(1, lk=4096) == [16]
+    assert rows(128) == [32, 64, 128]
+    assert rows(64) == [32, 64]
+    assert rows(4096) == [32, 64, 128]
+    small = prune_attention_configs(configs, {"LQ_BUCKET": 64, "LK_BUCKET": 64, "BH_BUCKET": 8})
+    assert 8 * 64 * 64 <= SMALL and len(small) == 1
+
+
 def test_bad_inputs(device):
     q, k, v = qkv(2, 7, 9, 2, 64, torch.float16, device)
     with pytest.raises(ShapeError, match="dims"):
