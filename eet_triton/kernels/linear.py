@@ -31,7 +31,7 @@ __all__ = ["ACTIVATIONS", "canonical_activation", "linear"]
 # the larger tile saves (128x256 with 8 warps sits exactly at the limit).
 _ACC_REGS_PER_THREAD = 128
 _MAX_OFFSET = 2**31 - 1
-# The interpreter runs a few programs, so the persistent tile loop runs more than once in CPU tests.
+# On a persistent grid the interpreter runs this many programs (the CPU tests of the tile loop).
 _INTERPRETER_PROGRAMS = 4
 
 
@@ -213,9 +213,10 @@ def _linear_kernel(
     PDL: tl.constexpr,
 ):  # fmt: skip
     wait_for_predecessor(PDL)
-    # Persistent: at most one program per SM walks the tiles. FLATTEN lets the compiler pipeline the
-    # next tile's first loads under this tile's epilogue (H100, 6400x768x3072 with gelu, TMA variant:
-    # 97 -> 84 us for 128x128x64 w8 s4; it slows other configs, hence a tuning choice).
+    # Each program walks the tiles pid, pid + programs, ...: one tile each on the default grid, several
+    # on a persistent one (PERSISTENT). There FLATTEN lets the compiler pipeline the next tile's
+    # first loads under this tile's epilogue (H100, 6400x768x3072 with gelu, TMA variant: 97 -> 84 us
+    # for 128x128x64 w8 s4; it slows other configs, hence a tuning choice).
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     num_tiles = num_pid_m * num_pid_n
@@ -389,9 +390,12 @@ def _tma_ready(*operands: torch.Tensor | None) -> bool:
     )
 
 
-# Persistent grid (at most OCCUPANCY programs per SM, each walking tiles) or one program per tile.
-# A switch, so benchmarks can time both inside a model, where another stream's kernels share the SMs.
-PERSISTENT = True
+# Persistent grid (OCCUPANCY programs per SM, each walking a fixed share of the tiles) or one program
+# per tile (the default). Alone on the GPU the persistent grid was 3-14 % faster (linear run 4), but
+# inside the models one program per tile wins: H200, same tuned configs, CLIP b128 5.05 -> 4.90 ms,
+# b32 1.51 -> 1.47, BERT b32 1.96 -> 1.91 (models run 6: a persistent program that starts late, its SM
+# busy with another kernel, still owns its whole share). A switch, so bench_switch.py can time both.
+PERSISTENT = False
 _MAX_GRID = 2**31 - 1
 
 # Tuned config per autotune key, so that steady-state calls launch the compiled kernel directly:
