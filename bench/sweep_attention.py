@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 import eet_triton  # noqa: F401  (first: picks compiled vs interpreted Triton)
 import triton
-import triton.testing
 
+from bench.sweep_linear import graph_us
 from eet_triton.kernels._common import tuning_configs
 from eet_triton.kernels.attention import _attention_kernel, attention
 
@@ -45,10 +45,6 @@ EXTRA = [
     triton.Config({"BLOCK_M": 32, "BLOCK_N": 64}, num_warps=2, num_stages=2),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=2, num_stages=2),
 ]
-
-
-def graph_us(fn):
-    return triton.testing.do_bench_cudagraph(fn, rep=20, return_mode="median") * 1e3
 
 
 def describe(c):
