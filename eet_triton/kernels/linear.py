@@ -494,7 +494,7 @@ def linear(
 
     def launch(kernel, y, **config):
         programs = _num_programs(x.device)
-        # OCCUPANCY (TMA configs) programs per SM: with two, one program's epilogue overlaps the other's main loop.
+        # One program per tile, or on a persistent grid OCCUPANCY (TMA configs) programs per SM.
         grid = lambda meta: (  # noqa: E731
             min(triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),
                 programs * meta.get("OCCUPANCY", 1) if PERSISTENT else _MAX_GRID),
