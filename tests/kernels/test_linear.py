@@ -96,6 +96,7 @@ def test_odd_shapes(lead, K, N, bias, device, path):
     x, w, b = _inputs(lead, K, N, torch.float16, device, bias=bias)
     _check(x, w, b, activation="gelu_tanh")
 
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_persistent_grid(dtype, device, path, monkeypatch):
     """On a persistent grid (PERSISTENT; off by default) each program walks several tiles: the
@@ -104,7 +105,6 @@ def test_persistent_grid(dtype, device, path, monkeypatch):
     x, w, b = _inputs((70,), 40, 72, dtype, device)
     residual = torch.randn(70, 72, device=device).to(dtype)
     _check(x, w, b, activation="gelu", residual=residual)
-
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
