@@ -1,6 +1,6 @@
 """Time every attention config on the models' own attention shapes: what tuning/attention.yaml should hold.
 
-    PYTHONPATH=. python3 bench/sweep_attention.py
+    PYTHONPATH=. python3 bench/sweep_attention.py [--ablate]
 
 Shapes (fp16, head_dim 64, q/k/v strided views of one fused [B, L, 3, H, D] QKV output as inside
 the models): CLIP ViT-B/32 text (77 tokens, 8 heads, causal, padding mask with one padded row)
@@ -9,11 +9,16 @@ mask) at batch 32. Each config of tuning/attention.yaml, plus the extra candidat
 forced (pruning off) and timed by CUDA-graph replay (median); SDPA on contiguous [B, H, L, D]
 (its best case, mask as a boolean [B, 1, Lq, Lk]) beside it. The floor is the bytes q, k, v and
 out move once, at ~3 TB/s. With EET_BENCH_OUT set the table also goes to summary_sweep_attention.md.
+
+--ablate: CLIP text b128 only, with each of its features changed in turn (the padding mask's dtype,
+or an additive bias instead, or none; no causal mask; 77 -> 64 tokens), for the leading configs, with each compiled kernel's
+registers, spills and shared memory: what makes it cost twice vision's time for the same bytes.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -41,14 +46,73 @@ EXTRA = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=1),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 128}, num_warps=4, num_stages=2),
 ]
+ABLATE_EXTRA = [
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=2, num_stages=2),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64}, num_warps=2, num_stages=1),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64}, num_warps=2, num_stages=3),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 128}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 128}, num_warps=2, num_stages=1),
+]
 
 
 def describe(c):
     return f"M{c.kwargs['BLOCK_M']} N{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}"
 
 
+def _kernel_resources():
+    """Registers, spills and shared memory of the attention kernel compiled last (best effort:
+    Triton's cache layout is not an API)."""
+    try:
+        for cache in _attention_kernel.fn.device_caches.values():
+            kernel = list(cache[0].values())[-1]
+            return f"regs {kernel.n_regs} spills {kernel.n_spills} smem {kernel.metadata.shared}"
+    except Exception as exc:  # noqa: BLE001
+        return f"(resources unknown: {type(exc).__name__})"
+    return ""
+
+
+def ablate():
+    """CLIP text b128 with its features removed or changed one at a time (see the module docstring)."""
+    B, H = 128, 8
+    keep = {"M32 N64 w2 s2", "M32 N32 w2 s2", "M64 N32 w4 s3", "M64 N64 w4 s1", "M64 N64 w2 s2"}
+    configs = [c for c in tuning_configs("attention") + EXTRA + ABLATE_EXTRA if describe(c) in keep]
+    saved = (_attention_kernel.configs, _attention_kernel.early_config_prune)
+    # label, tokens, causal, padding mask: None, a dtype, or "bias" (an additive fp16 [B, 1, 1, L])
+    variants = [("int64 mask", 77, True, torch.int64), ("int32 mask", 77, True, torch.int32),
+                ("bool mask", 77, True, torch.bool), ("additive bias", 77, True, "bias"),
+                ("no padding mask", 77, True, None), ("not causal", 77, False, torch.int64),
+                ("64 tokens", 64, True, torch.int64)]
+    for label, L, causal, mask_kind in variants:
+        torch.manual_seed(0)
+        q, k, v = torch.randn(B, L, 3, H, D, device="cuda", dtype=torch.float16).unbind(2)
+        mask = bias = None
+        if mask_kind == "bias":
+            bias = torch.zeros(B, 1, 1, L, device="cuda", dtype=torch.float16)
+        elif mask_kind is not None:
+            mask = torch.ones(B, L, device="cuda", dtype=mask_kind)
+        out = torch.empty(B, L, H, D, device="cuda", dtype=torch.float16)
+        for config in configs:
+            _attention_kernel.configs, _attention_kernel.early_config_prune = [config], None
+            _attention_kernel.cache.clear()
+            run = lambda: attention(q, k, v, causal=causal, key_padding_mask=mask, bias=bias, out=out)  # noqa: E731
+            try:
+                run()
+                torch.cuda.synchronize()
+            except Exception as exc:  # noqa: BLE001
+                print(f"{label}: {describe(config)} failed: {type(exc).__name__}")
+                continue
+            print(f"text b128 {label:<16} {describe(config):<16} {graph_us(run):6.1f} us  {_kernel_resources()}",
+                  flush=True)
+    _attention_kernel.configs, _attention_kernel.early_config_prune = saved
+    _attention_kernel.cache.clear()
+
+
 def main():
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, fp16")
+    if "--ablate" in sys.argv[1:]:
+        ablate()
+        return
     configs = [c for c in tuning_configs("attention") if c.kwargs["BLOCK_M"] >= 32] + EXTRA
     saved = (_attention_kernel.configs, _attention_kernel.early_config_prune)
     rows = []

@@ -1,10 +1,11 @@
 """Time every candidate config of both GEMM kernels on given shapes: what tuning/*.yaml should hold.
 
     PYTHONPATH=. python3 bench/sweep_linear.py [--shapes issue|models|all|focus] [--tma-only]
-        [--epilogue gelu|none|residual] [--stores pointer,tma,tma_split]
+        [--epilogue gelu|quick_gelu|none|residual] [--stores pointer,tma,tma_split] [--extra] [--only NAMES]
 
 For each shape (fp16; epilogue: bias + gelu (default), bias only, or bias + residual) and each
-config of tuning/linear.yaml (pointer kernel) and tuning/linear_tma.yaml (TMA kernel), the config
+config of tuning/linear.yaml (pointer kernel) and tuning/linear_tma.yaml (TMA kernel; with --extra
+also the candidates in EXTRA_TMA below, which the YAML does not hold), the config
 is forced into linear()'s tuned-config table and timed by CUDA-graph replay (median), once per
 STORE variant given (TMA kernel); cuBLAS (F.linear, then F.gelu or the residual add as separate
 kernels, as eager torch runs them) is timed beside it. A config that fails to compile is
@@ -40,8 +41,32 @@ FOCUS = {
     "residual": [(4096, 768, 768), (4096, 3072, 768), (2464, 512, 512), (2464, 2048, 512), (1600, 768, 768),
                  (1600, 3072, 768), (6400, 768, 768), (6400, 3072, 768), (9856, 512, 512), (9856, 2048, 512)],
     "gelu": [(4096, 768, 3072), (6400, 768, 3072), (9856, 512, 2048)],
+    "quick_gelu": [(1600, 768, 3072), (2464, 512, 2048), (6400, 768, 3072), (9856, 512, 2048)],
     "none": [(4096, 768, 2304), (6400, 768, 2304), (9856, 512, 1536)],
 }
+
+
+def _tma_config(block_m, block_n, block_k, warps, stages, store="pointer"):
+    return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8, "FLATTEN": False,
+                          "OCCUPANCY": 1, "STORE": store}, num_warps=warps, num_stages=stages)
+
+
+# Candidates the YAML lacks, for the FFN1s on the one-program-per-tile grid: fewer stages, so that
+# more programs share an SM and one's epilogue overlaps another's main loop (128x128x64: 32 KB of
+# shared memory a stage; 128x64x64: 24 KB; an H100/H200 SM has 227 KB).
+EXTRA_TMA = [
+    _tma_config(128, 128, 64, 4, 2),
+    _tma_config(128, 128, 64, 4, 2, "tma_split"),
+    _tma_config(128, 128, 64, 8, 2, "tma_split"),
+    _tma_config(128, 128, 64, 8, 2),
+    _tma_config(128, 128, 32, 8, 4, "tma_split"),
+    _tma_config(128, 128, 32, 4, 3),
+    _tma_config(128, 128, 32, 4, 4),
+    _tma_config(128, 64, 64, 4, 3),
+    _tma_config(128, 64, 64, 4, 2),
+    _tma_config(128, 256, 64, 8, 2, "tma_split"),
+    _tma_config(256, 128, 64, 8, 2, "tma_split"),
+]
 
 
 def graph_us(fn):
@@ -56,8 +81,12 @@ def describe(config):
     return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}{store}"
 
 
+def candidates_from(configs, M, N, K):
+    return lin._prune_configs(configs, {"M_BUCKET": shape_bucket(M), "N": N, "K": K}, HAS_GATE=False)
+
+
 def candidates(family, M, N, K):
-    return lin._prune_configs(tuning_configs(family), {"M_BUCKET": shape_bucket(M), "N": N, "K": K}, HAS_GATE=False)
+    return candidates_from(tuning_configs(family), M, N, K)
 
 
 def main():
@@ -65,11 +94,13 @@ def main():
     parser.add_argument("--tma-only", action="store_true", help="skip the pointer kernel's configs")
     parser.add_argument("--shapes", choices=["issue", "models", "all", "focus"], default="all",
                         help="focus: the model GEMMs that take the chosen epilogue")
-    parser.add_argument("--epilogue", choices=["gelu", "none", "residual"], default="gelu")
+    parser.add_argument("--epilogue", choices=["gelu", "quick_gelu", "none", "residual"], default="gelu")
+    parser.add_argument("--extra", action="store_true", help="also time EXTRA_TMA (TMA kernel)")
+    parser.add_argument("--only", default="", help="comma-separated config names (as printed): time only those")
     parser.add_argument("--stores", default="", help="comma-separated STORE values to try on every TMA config")
     args = parser.parse_args()
     stores = [v for v in args.stores.split(",") if v]
-    activation = "gelu" if args.epilogue == "gelu" else None
+    activation = args.epilogue if args.epilogue in ("gelu", "quick_gelu") else None
     shapes = {"issue": ISSUE, "models": MODELS, "all": ISSUE + MODELS, "focus": FOCUS[args.epilogue]}[args.shapes]
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, fp16, epilogue {args.epilogue}")
     summary = []
@@ -84,6 +115,9 @@ def main():
         if args.epilogue == "gelu":
             want = F.gelu(want)
             cublas = graph_us(lambda: F.gelu(F.linear(x, w, b)))
+        elif args.epilogue == "quick_gelu":  # as transformers' QuickGELUActivation runs it
+            want = want * torch.sigmoid(1.702 * want)
+            cublas = graph_us(lambda: (lambda h: h * torch.sigmoid(1.702 * h))(F.linear(x, w, b)))
         elif args.epilogue == "residual":
             want = want + r.float()
             cublas = graph_us(lambda: F.linear(x, w, b) + r)
@@ -94,6 +128,10 @@ def main():
             lin.TMA_ENABLED = use_tma
             key = (shape_bucket(M), N, K, False, torch.float16, use_tma)
             configs = candidates(family, M, N, K)
+            if use_tma and args.extra:
+                configs += candidates_from(EXTRA_TMA, M, N, K)
+            if args.only:
+                configs = [c for c in configs if describe(c) in args.only.split(",")]
             if use_tma and stores:
                 configs = [
                     triton.Config({**c.kwargs, "STORE": v}, num_warps=c.num_warps, num_stages=c.num_stages)
