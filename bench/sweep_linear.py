@@ -46,9 +46,9 @@ FOCUS = {
 }
 
 
-def _tma_config(block_m, block_n, block_k, warps, stages, store="pointer"):
+def _tma_config(block_m, block_n, block_k, warps, stages, store="pointer", occupancy=1, tail=False):
     return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8, "FLATTEN": False,
-                          "OCCUPANCY": 1, "STORE": store}, num_warps=warps, num_stages=stages)
+                          "OCCUPANCY": occupancy, "STORE": store, "TAIL": tail}, num_warps=warps, num_stages=stages)
 
 
 # Candidates the YAML lacks, for the FFN1s on the one-program-per-tile grid: fewer stages, so that
@@ -66,6 +66,13 @@ EXTRA_TMA = [
     _tma_config(128, 64, 64, 4, 2),
     _tma_config(128, 256, 64, 8, 2, "tma_split"),
     _tma_config(256, 128, 64, 8, 2, "tma_split"),
+    # the last round split into half-height tiles (TAIL), at the residency each config has
+    _tma_config(128, 128, 64, 4, 4, tail=True),
+    _tma_config(128, 128, 64, 8, 4, tail=True),
+    _tma_config(128, 128, 64, 4, 3, occupancy=2, tail=True),
+    _tma_config(128, 128, 64, 4, 2, occupancy=2, tail=True),
+    _tma_config(128, 128, 64, 4, 2, occupancy=3, tail=True),
+    _tma_config(128, 256, 64, 8, 3, tail=True),
 ]
 
 
@@ -78,7 +85,9 @@ def describe(config):
     flat = " flat" if c.get("FLATTEN") else ""
     store = f" {c['STORE']}" if "STORE" in c else ""
     occupancy = f" {c['OCCUPANCY']}/SM" if c.get("OCCUPANCY", 1) > 1 else ""
-    return f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}{store}"
+    tail = " tail" if c.get("TAIL") else ""
+    return (f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}"
+            f"{store}{tail}")
 
 
 def candidates_from(configs, M, N, K):

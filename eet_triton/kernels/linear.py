@@ -40,7 +40,8 @@ def _prune_configs(configs, named_args, **kwargs):
     accumulators would spill, and two-programs-per-SM configs where the tiles (at the bucket's M)
     do not outnumber the SMs (there the grid is one program per tile anyway, and the extra
     candidates only gave the warm-L2 tuner more ways to pick a config that is slower inside a
-    model: CLIP b32 text FFN2 14.5 -> 18 us, H200). The first (smallest) config always survives."""
+    model: CLIP b32 text FFN2 14.5 -> 18 us, H200), and TAIL configs where no last round can be
+    split (one round at most, or a persistent grid). The first (smallest) config always survives."""
     m_bucket, n, k = named_args["M_BUCKET"], named_args["N"], named_args["K"]
     accumulators = 2 if kwargs["HAS_GATE"] else 1
     sms = _num_programs(torch.device("cuda"))
@@ -54,6 +55,8 @@ def _prune_configs(configs, named_args, **kwargs):
             and c.kwargs["BLOCK_K"] <= max(triton.next_power_of_2(k), 16)
             and accumulators * block_m * block_n <= _ACC_REGS_PER_THREAD * 32 * c.num_warps
             and (c.kwargs.get("OCCUPANCY", 1) == 1 or tiles > sms)
+            # TAIL splits only past one round (here judged at the bucket's M, which is at least M)
+            and (not c.kwargs.get("TAIL") or (not PERSISTENT and tiles > sms * c.kwargs.get("OCCUPANCY", 1)))
         )
 
     kept = [c for c in configs if fits(c)]
@@ -266,6 +269,34 @@ def _linear_kernel(
         )  # fmt: skip
 
 
+@triton.jit
+def _tma_main_loop(
+    x_desc, w_desc, gate_w_desc, off_m, off_n, k_tiles,
+    HAS_GATE: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST_OPERANDS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """fp32 accumulators [BLOCK_M, BLOCK_N] of x W^T (and x Wg^T when HAS_GATE) for the block at
+    (off_m, off_n); x_desc's block is [BLOCK_M, BLOCK_K]."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if HAS_GATE:
+        gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    else:
+        gate = acc
+    for k in range(k_tiles):
+        x = x_desc.load([off_m, k * BLOCK_K])
+        w = w_desc.load([off_n, k * BLOCK_K])
+        if UPCAST_OPERANDS:  # see _linear_kernel
+            x = x.to(tl.float32)
+            w = w.to(tl.float32)
+        acc = tl.dot(x, w.T, acc, input_precision=DOT_PRECISION)
+        if HAS_GATE:
+            gate_w = gate_w_desc.load([off_n, k * BLOCK_K])
+            if UPCAST_OPERANDS:
+                gate_w = gate_w.to(tl.float32)
+            gate = tl.dot(x, gate_w.T, gate, input_precision=DOT_PRECISION)
+    return acc, gate
+
+
 def _out_block(meta) -> list[int]:
     """Block shape of the TMA epilogue's y and residual descriptors for a config's constexprs."""
     return [meta["BLOCK_M"], meta["BLOCK_N"] // (2 if meta["STORE"] == "tma_split" else 1)]
@@ -274,6 +305,7 @@ def _out_block(meta) -> list[int]:
 def _set_block_shapes(nargs):
     """Autotune pre-hook: the host tensor descriptors take the block shape of the config being run."""
     nargs["x_desc"].block_shape = [nargs["BLOCK_M"], nargs["BLOCK_K"]]
+    nargs["x_half_desc"].block_shape = [nargs["BLOCK_M"] // 2, nargs["BLOCK_K"]]
     nargs["w_desc"].block_shape = [nargs["BLOCK_N"], nargs["BLOCK_K"]]
     nargs["gate_w_desc"].block_shape = [nargs["BLOCK_N"], nargs["BLOCK_K"]]
     nargs["residual_desc"].block_shape = _out_block(nargs)
@@ -289,7 +321,7 @@ def _set_block_shapes(nargs):
 )
 @triton.jit
 def _linear_tma_kernel(
-    x_desc, w_desc, gate_w_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+    x_desc, w_desc, gate_w_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, x_half_desc,
     M, N, K, M_BUCKET,
     stride_biasn, stride_gate_biasn,
     stride_residualm, stride_residualn,
@@ -309,6 +341,7 @@ def _linear_tma_kernel(
     OCCUPANCY: tl.constexpr,
     STORE: tl.constexpr,
     PDL: tl.constexpr,
+    TAIL: tl.constexpr = False,
 ):  # fmt: skip
     wait_for_predecessor(PDL)
     # The Hopper path: x and W tiles arrive by the bulk tensor copy engine (TMA), which zero-fills
@@ -319,37 +352,56 @@ def _linear_tma_kernel(
     num_pid_n = tl.cdiv(N, BLOCK_N)
     num_tiles = num_pid_m * num_pid_n
     k_tiles = tl.cdiv(K, BLOCK_K)
-    tile_c = tl.program_id(0) - tl.num_programs(0)
-    for tile in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN):
-        pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
-        off_m = pid_m * BLOCK_M
-        off_n = pid_n * BLOCK_N
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        if HAS_GATE:
-            gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if TAIL:
+        # One program per tile, but the last round's tiles (when it would run less than half full,
+        # see _split_tail) run as two half-height tiles each, on two programs: the round takes
+        # half as long. The grid holds one extra program per split tile.
+        pid = tl.program_id(0)
+        num_whole = 2 * num_tiles - tl.num_programs(0)
+        if pid < num_whole:
+            pid_m, pid_n = _tile_coords(pid, num_pid_m, num_pid_n, GROUP_M)
+            acc, gate = _tma_main_loop(
+                x_desc, w_desc, gate_w_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, k_tiles,
+                HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M, BLOCK_N, BLOCK_K,
+            )  # fmt: skip
+            _store_block(
+                acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
+                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+                stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
+            )  # fmt: skip
         else:
-            gate = acc
-        for k in range(k_tiles):
-            x = x_desc.load([off_m, k * BLOCK_K])
-            w = w_desc.load([off_n, k * BLOCK_K])
-            if UPCAST_OPERANDS:  # see _linear_kernel
-                x = x.to(tl.float32)
-                w = w.to(tl.float32)
-            acc = tl.dot(x, w.T, acc, input_precision=DOT_PRECISION)
-            if HAS_GATE:
-                gate_w = gate_w_desc.load([off_n, k * BLOCK_K])
-                if UPCAST_OPERANDS:
-                    gate_w = gate_w.to(tl.float32)
-                gate = tl.dot(x, gate_w.T, gate, input_precision=DOT_PRECISION)
+            half = pid - num_whole
+            pid_m, pid_n = _tile_coords(num_whole + half // 2, num_pid_m, num_pid_n, GROUP_M)
+            off_m = pid_m * BLOCK_M + (half % 2) * (BLOCK_M // 2)
+            acc, gate = _tma_main_loop(
+                x_half_desc, w_desc, gate_w_desc, off_m, pid_n * BLOCK_N, k_tiles,
+                HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M // 2, BLOCK_N, BLOCK_K,
+            )  # fmt: skip
+            # masked pointer stores: the TMA store descriptors are shaped for whole tiles
+            _store_block(
+                acc, gate, off_m, pid_n * BLOCK_N, M, N,
+                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+                stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M // 2, BLOCK_N, "pointer",
+            )  # fmt: skip
+    else:
+        tile_c = tl.program_id(0) - tl.num_programs(0)
+        for tile in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN):
+            pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
+            acc, gate = _tma_main_loop(
+                x_desc, w_desc, gate_w_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, k_tiles,
+                HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M, BLOCK_N, BLOCK_K,
+            )  # fmt: skip
 
-        tile_c += tl.num_programs(0)
-        pid_m, pid_n = _tile_coords(tile_c, num_pid_m, num_pid_n, GROUP_M)
-        _store_block(
-            acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
-            bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
-            stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-            ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
-        )  # fmt: skip
+            tile_c += tl.num_programs(0)
+            pid_m, pid_n = _tile_coords(tile_c, num_pid_m, num_pid_n, GROUP_M)
+            _store_block(
+                acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
+                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+                stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
+            )  # fmt: skip
 
 
 @functools.cache
@@ -397,6 +449,15 @@ def _tma_ready(*operands: torch.Tensor | None) -> bool:
 # busy with another kernel, still owns its whole share). A switch, so bench_switch.py can time both.
 PERSISTENT = False
 _MAX_GRID = 2**31 - 1
+
+def _split_tail(tiles: int, slots: int) -> int:
+    """How many of the last tiles a TAIL config runs as two half-height tiles each: those of the
+    last round, when `tiles` on `slots` resident programs leave it at most half full (a fuller
+    round would need two rounds of halves). 6400x768 in 128x128 tiles on 132 single-program
+    SMs: 300 tiles, a last round of 36: 72 half tiles, half as long."""
+    tail = tiles % slots
+    return tail if tiles > slots and 2 * tail <= slots else 0
+
 
 # Tuned config per autotune key, so that steady-state calls launch the compiled kernel directly:
 # triton's Autotuner.run rebuilds its key from all 29 arguments on every call, about a quarter of
@@ -494,11 +555,16 @@ def linear(
 
     def launch(kernel, y, **config):
         programs = _num_programs(x.device)
-        # One program per tile, or on a persistent grid OCCUPANCY (TMA configs) programs per SM.
-        grid = lambda meta: (  # noqa: E731
-            min(triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),
-                programs * meta.get("OCCUPANCY", 1) if PERSISTENT else _MAX_GRID),
-        )
+
+        def grid(meta):
+            # One program per tile (plus one per split tile under TAIL), or on a persistent grid
+            # OCCUPANCY (TMA configs) programs per SM.
+            tiles = triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])
+            slots = programs * meta.get("OCCUPANCY", 1)
+            if PERSISTENT:
+                return (min(tiles, slots),)
+            return (min(tiles + (_split_tail(tiles, slots) if meta.get("TAIL") else 0), _MAX_GRID),)
+
         constexprs = dict(
             ACTIVATION=act,
             HAS_BIAS=bias is not None,
@@ -525,14 +591,15 @@ def linear(
         gate_w = gate_weight if gate_weight is not None else weight
         if use_tma:
             # Block shapes from the config when launching a tuned one; while tuning, the pre-hook sets them.
-            x_block = [config.get("BLOCK_M", 16), config.get("BLOCK_K", 16)]
+            x_block = [config.get("BLOCK_M", 32), config.get("BLOCK_K", 16)]
             w_block = [config.get("BLOCK_N", 16), config.get("BLOCK_K", 16)]
             out_block = _out_block({"BLOCK_M": x_block[0], "BLOCK_N": w_block[0], "STORE": config.get("STORE")})
             y_desc = TensorDescriptor.from_tensor(y, out_block)
             residual_desc = TensorDescriptor.from_tensor(r2, out_block) if r2 is not None else y_desc
             operands = [TensorDescriptor.from_tensor(t, b) for t, b in ((x2, x_block), (weight, w_block), (gate_w, w_block))]
+            x_half_desc = TensorDescriptor.from_tensor(x2, [x_block[0] // 2, x_block[1]])  # TAIL's half tiles
             strides = ()
-            shared = (*shared[:4], residual_desc, y_desc, *shared[4:])  # after the pointers, their descriptors
+            shared = (*shared[:4], residual_desc, y_desc, x_half_desc, *shared[4:])  # after the pointers, the descriptors
         else:
             operands = [x2, weight, gate_w]
             strides = (*x2.stride(), *weight.stride(), *gate_w.stride())

@@ -107,6 +107,63 @@ def test_persistent_grid(dtype, device, path, monkeypatch):
     _check(x, w, b, activation="gelu", residual=residual)
 
 
+def _force_tma_config(monkeypatch, M, N, K, dtype, gated, **kwargs):
+    """Make linear() launch the TMA kernel with one given config (no tuning) for this shape."""
+    import triton
+
+    lin = _linear_module()
+    if INTERPRET:
+        monkeypatch.setattr(lin, "_has_tma", lambda device_index: True)
+    elif not lin._has_tma(torch.cuda.current_device()):
+        pytest.skip("the TMA kernel needs compute capability 9.0 or newer")
+    from eet_triton.kernels._common import shape_bucket
+
+    warps, stages = kwargs.pop("num_warps"), kwargs.pop("num_stages")
+    config = triton.Config({"GROUP_M": 8, "FLATTEN": False, "OCCUPANCY": 1, **kwargs}, num_warps=warps, num_stages=stages)
+    monkeypatch.setattr(lin, "_TUNED", {(shape_bucket(M), N, K, gated, dtype, True): config})
+
+
+def test_tail_split_rule():
+    """Only a last round at most half full is split, and only past one round."""
+    split = _linear_module()._split_tail
+    assert split(300, 132) == 36  # CLIP b128 vision FFN2 in 128x128 tiles, one program per SM
+    assert split(308, 132) == 44  # text FFN2
+    assert split(200, 132) == 0  # a last round of 68 of 132 would need two rounds of halves
+    assert split(100, 132) == 0 and split(264, 132) == 0  # one round; no partial round
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("store", ["pointer", "tma"])
+@pytest.mark.parametrize("gated", [False, True])
+def test_tail_split_into_half_tiles(dtype, store, gated, device, monkeypatch):
+    """TAIL: 64x32 tiles of a 70x72 output are 2 x 3 = 6 tiles; on 4 programs the last round
+    holds 2, so those run as four 32-row halves (one entirely below the last row: it stores
+    nothing). Whole tiles store the STORE way, halves by masked pointer stores."""
+    lin = _linear_module()
+    M, K, N = 70, 40, 72
+    monkeypatch.setattr(lin, "_num_programs", lambda device: 4)
+    assert lin._split_tail(6, 4) == 2
+    _force_tma_config(monkeypatch, M, N, K, dtype, gated, BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, STORE=store, TAIL=True,
+                      num_warps=4, num_stages=2)
+    x, w, b = _inputs((M,), K, N, dtype, device)
+    residual = torch.randn(M, N, device=device).to(dtype)
+    gate_weight = (torch.randn(N, K, device=device) / math.sqrt(K)).to(dtype) if gated else None
+    _check(x, w, b, activation="gelu", residual=residual, gate_weight=gate_weight)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("M", [6400, 6300])
+def test_tail_split_real_size(M, monkeypatch):
+    """CLIP b128 vision FFN2 (+ residual) in 128x128 tiles with the last round split, as the tuner
+    may pick it; M = 6300 leaves the last row block 28 rows, so one half stores nothing."""
+    K, N = 3072, 768
+    _force_tma_config(monkeypatch, M, N, K, torch.float16, False, BLOCK_M=128, BLOCK_N=128, BLOCK_K=64,
+                      STORE="pointer", TAIL=True, num_warps=4, num_stages=4)
+    x, w, b = _inputs((M,), K, N, torch.float16, "cuda")
+    residual = torch.randn(M, N, device="cuda").to(torch.float16)
+    _check_real(x, w, b, residual=residual)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("gated", [False, True])
 def test_residual(dtype, gated, device, path):
