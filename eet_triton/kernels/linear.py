@@ -297,6 +297,28 @@ def _tma_main_loop(
     return acc, gate
 
 
+@triton.jit
+def _tma_tile(
+    x_desc, w_desc, gate_w_desc, off_m, off_n, k_tiles, M, N,
+    bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+    stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+    ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_GATE: tl.constexpr, HAS_GATE_BIAS: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST_OPERANDS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STORE: tl.constexpr,
+):  # fmt: skip
+    """One [BLOCK_M, BLOCK_N] output block of the TMA kernel, main loop and epilogue."""
+    acc, gate = _tma_main_loop(
+        x_desc, w_desc, gate_w_desc, off_m, off_n, k_tiles,
+        HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M, BLOCK_N, BLOCK_K,
+    )  # fmt: skip
+    _store_block(
+        acc, gate, off_m, off_n, M, N,
+        bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+        stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+        ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
+    )  # fmt: skip
+
+
 def _out_block(meta) -> list[int]:
     """Block shape of the TMA epilogue's y and residual descriptors for a config's constexprs."""
     return [meta["BLOCK_M"], meta["BLOCK_N"] // (2 if meta["STORE"] == "tma_split" else 1)]
@@ -358,32 +380,27 @@ def _linear_tma_kernel(
         # half as long. The grid holds one extra program per split tile.
         pid = tl.program_id(0)
         num_whole = 2 * num_tiles - tl.num_programs(0)
+        # (each branch computes and stores its own block: Triton merges values that leave an if,
+        # and the two blocks differ in shape)
         if pid < num_whole:
             pid_m, pid_n = _tile_coords(pid, num_pid_m, num_pid_n, GROUP_M)
-            acc, gate = _tma_main_loop(
-                x_desc, w_desc, gate_w_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, k_tiles,
-                HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M, BLOCK_N, BLOCK_K,
-            )  # fmt: skip
-            _store_block(
-                acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
+            _tma_tile(
+                x_desc, w_desc, gate_w_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, k_tiles, M, N,
                 bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
                 stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, DOT_PRECISION, UPCAST_OPERANDS,
+                BLOCK_M, BLOCK_N, BLOCK_K, STORE,
             )  # fmt: skip
         else:
             half = pid - num_whole
             pid_m, pid_n = _tile_coords(num_whole + half // 2, num_pid_m, num_pid_n, GROUP_M)
-            off_m = pid_m * BLOCK_M + (half % 2) * (BLOCK_M // 2)
-            acc, gate = _tma_main_loop(
-                x_half_desc, w_desc, gate_w_desc, off_m, pid_n * BLOCK_N, k_tiles,
-                HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M // 2, BLOCK_N, BLOCK_K,
-            )  # fmt: skip
             # masked pointer stores: the TMA store descriptors are shaped for whole tiles
-            _store_block(
-                acc, gate, off_m, pid_n * BLOCK_N, M, N,
-                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+            _tma_tile(
+                x_half_desc, w_desc, gate_w_desc, pid_m * BLOCK_M + (half % 2) * (BLOCK_M // 2), pid_n * BLOCK_N,
+                k_tiles, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
                 stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M // 2, BLOCK_N, "pointer",
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, DOT_PRECISION, UPCAST_OPERANDS,
+                BLOCK_M // 2, BLOCK_N, BLOCK_K, "pointer",
             )  # fmt: skip
     else:
         tile_c = tl.program_id(0) - tl.num_programs(0)

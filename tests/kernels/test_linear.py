@@ -373,6 +373,10 @@ def test_two_programs_per_sm_only_where_tiles_outnumber_sms(monkeypatch):
     assert all(tiles(c, 4096, 512) > 132 for c in few if c.kwargs["OCCUPANCY"] == 2)
     many = kept(8192, 768, 3072)  # CLIP b128 vision FFN2: 64 x 6 tiles of 128 x 128 > 132
     assert {c.kwargs["OCCUPANCY"] for c in many} == {1, 2}
+    # TAIL configs only where the tiles fill more than one round at their programs per SM
+    tails = [c for c in many if c.kwargs.get("TAIL")]
+    assert tails and all(tiles(c, 8192, 768) > 132 * c.kwargs["OCCUPANCY"] for c in tails)
+    assert len([c for c in kept(8192, 3072, 768) if c.kwargs.get("TAIL")]) == len(tails) + 1  # the 3/SM one
     assert all(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 128 * 32 * c.num_warps for c in many)
 
 
