@@ -467,6 +467,11 @@ def _tma_ready(*operands: torch.Tensor | None) -> bool:
 PERSISTENT = False
 _MAX_GRID = 2**31 - 1
 
+# TAIL configs split their last round (on) or run it as whole tiles (off: then they are their
+# whole-tile twins). A switch, so bench_switch.py can time both with the same tuned configs.
+SPLIT_TAIL = True
+
+
 def _split_tail(tiles: int, slots: int) -> int:
     """How many of the last tiles a TAIL config runs as two half-height tiles each: those of the
     last round, when `tiles` on `slots` resident programs leave it at most half full (a fuller
@@ -580,7 +585,8 @@ def linear(
             slots = programs * meta.get("OCCUPANCY", 1)
             if PERSISTENT:
                 return (min(tiles, slots),)
-            return (min(tiles + (_split_tail(tiles, slots) if meta.get("TAIL") else 0), _MAX_GRID),)
+            split = _split_tail(tiles, slots) if meta.get("TAIL") and SPLIT_TAIL else 0
+            return (min(tiles + split, _MAX_GRID),)
 
         constexprs = dict(
             ACTIVATION=act,

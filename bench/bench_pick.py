@@ -1,0 +1,76 @@
+"""One GEMM tuning pick against another inside a whole model, side by side (CUDA-graph forward).
+
+The question the per-GEMM sweeps cannot answer: each sweep GEMM has the GPU to itself, while in
+CLIP the other tower's kernels share the SMs.
+
+    PYTHONPATH=. python3 bench/bench_pick.py [--model clip|bert] [--batch 128] [--stages 2]
+        [--config "128x128x64 w4 s3 2/SM pointer"]
+
+Loads the model and runs it once (tuning every GEMM as in use, capturing its CUDA graph: model
+A). Then every tuned TMA GEMM pick with `--stages` pipeline stages is replaced by `--config` (a
+name as bench/sweep_linear.py prints it, from tuning/linear_tma.yaml) and a second instance is
+loaded and run (model B: its graph captures the replaced picks; A's keeps its own). Prints the
+replaced picks, then both forwards timed interleaved (three rounds, min of medians, graph replay)
+and whether their outputs agree bit for bit. With EET_BENCH_OUT set, also writes summary_pick.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+import eet_triton  # noqa: F401  (first: picks compiled vs interpreted Triton)
+from bench.bench_models import save_random
+from bench.sweep_linear import describe
+from eet_triton.kernels import linear
+from eet_triton.kernels._common import tuning_configs
+from eet_triton.tools.bench import median_ms
+from eet_triton.tools.hf import cast_inputs, load_hf, make_inputs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["clip", "bert"], default="clip")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--stages", type=int, default=2, help="replace the picks with this many stages")
+    parser.add_argument("--config", default="128x128x64 w4 s3 2/SM pointer", help="what replaces them")
+    args = parser.parse_args()
+    by_name = {describe(c): c for c in tuning_configs("linear_tma")}
+    if args.config not in by_name:
+        raise SystemExit(f"no config named {args.config!r} in tuning/linear_tma.yaml; one of: {', '.join(by_name)}")
+    seq = 77 if args.model == "clip" else 128
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        path = save_random(args.model, Path(tmp) / args.model)
+        hf = load_hf(path, torch.float16, torch.device("cuda"), attn_implementation="sdpa")
+        inputs = cast_inputs(make_inputs(hf, args.batch, seq, torch.device("cuda"), seed=args.batch), torch.float16)
+        del hf
+        models = {"A (tuned picks)": eet_triton.load(path, device=0, dtype="fp16")}
+        outputs = {"A (tuned picks)": models["A (tuned picks)"](**inputs)[0].clone()}
+        replaced = []
+        for key, config in linear._TUNED.items():
+            if key[-1] and config.num_stages == args.stages:  # key[-1]: the TMA kernel
+                replaced.append(f"  M bucket {key[0]}, N {key[1]}, K {key[2]}: {describe(config)} -> {args.config}")
+                linear._TUNED[key] = by_name[args.config]
+        print(f"replaced {len(replaced)} picks with {args.stages} stages:\n" + "\n".join(replaced), flush=True)
+        label = f"B ({args.stages}-stage picks replaced)"
+        models[label] = eet_triton.load(path, device=0, dtype="fp16")
+        outputs[label] = models[label](**inputs)[0].clone()
+        times = {name: [] for name in models}
+        for _ in range(3):  # interleaved, so drift hits both
+            for name, model in models.items():
+                times[name].append(median_ms(lambda: model(**inputs)))
+    a, b = (min(t) for t in times.values())
+    same = torch.equal(*outputs.values())
+    text = (f"| model | batch | A ms | B ms | B/A | same output |\n| --- | ---: | ---: | ---: | ---: | --- |\n"
+            f"| {args.model} | {args.batch} | {a:.4f} | {b:.4f} | {b / a:.3f} | {same} |\n")
+    print(text)
+    if os.environ.get("EET_BENCH_OUT"):
+        Path(os.environ["EET_BENCH_OUT"], "summary_pick.md").write_text("\n".join(replaced) + "\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
