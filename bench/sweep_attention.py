@@ -5,7 +5,8 @@
 Shapes (fp16, head_dim 64, q/k/v strided views of one fused [B, L, 3, H, D] QKV output as inside
 the models): CLIP ViT-B/32 text (77 tokens, 8 heads, causal, padding mask with one padded row)
 and vision (50 tokens, 12 heads) at batch 32 and 128, BERT-base (128 tokens, 12 heads, padding
-mask) at batch 32. Each config of tuning/attention.yaml, plus the extra candidates below, is
+mask) at batch 32; masks are bool, as the encoders pass them. Each config of
+tuning/attention.yaml, plus the extra candidates below, is
 forced (pruning off) and timed by CUDA-graph replay (median); SDPA on contiguous [B, H, L, D]
 (its best case, mask as a boolean [B, 1, Lq, Lk]) beside it. The floor is the bytes q, k, v and
 out move once, at ~3 TB/s. With EET_BENCH_OUT set the table also goes to summary_sweep_attention.md.
@@ -40,11 +41,18 @@ SHAPES = [
     ("CLIP vision b128", 128, 50, 12, False, False),
     ("BERT b32", 32, 128, 12, False, True),
 ]
-# Candidates beyond tuning/attention.yaml (the sweep that filled it also tried these; they lost)
+# Candidates beyond tuning/attention.yaml (the sweep that filled it also tried the first three;
+# they lost). The capped ones (maxnreg) are not timed yet: at these lengths a program is short and
+# latency-bound, and registers allow only 3-5 per SM (scripts/compile_check.py: 64x32 w4 s3 128
+# registers, 4/SM; capped at 96, no spill, 5/SM; 32x64 w2 s2 180 -> 128 with 144 spilled bytes, 5 -> 8/SM).
 EXTRA = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=4, num_stages=1),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128}, num_warps=8, num_stages=1),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 128}, num_warps=4, num_stages=2),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32}, num_warps=4, num_stages=3, maxnreg=96),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32}, num_warps=4, num_stages=3, maxnreg=80),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64}, num_warps=2, num_stages=2, maxnreg=128),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4, num_stages=1, maxnreg=128),
 ]
 ABLATE_EXTRA = [
     triton.Config({"BLOCK_M": 32, "BLOCK_N": 32}, num_warps=2, num_stages=2),
@@ -57,7 +65,8 @@ ABLATE_EXTRA = [
 
 
 def describe(c):
-    return f"M{c.kwargs['BLOCK_M']} N{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}"
+    cap = f" r{c.maxnreg}" if getattr(c, "maxnreg", None) else ""
+    return f"M{c.kwargs['BLOCK_M']} N{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}{cap}"
 
 
 def _kernel_resources():
@@ -75,7 +84,8 @@ def _kernel_resources():
 def ablate():
     """CLIP text b128 with its features removed or changed one at a time (see the module docstring)."""
     B, H = 128, 8
-    keep = {"M32 N64 w2 s2", "M32 N32 w2 s2", "M64 N32 w4 s3", "M64 N64 w4 s1", "M64 N64 w2 s2"}
+    keep = {"M32 N64 w2 s2", "M32 N32 w2 s2", "M64 N32 w4 s3", "M64 N64 w4 s1", "M64 N64 w2 s2",
+            "M64 N32 w4 s3 r96", "M32 N64 w2 s2 r128"}
     configs = [c for c in tuning_configs("attention") + EXTRA + ABLATE_EXTRA if describe(c) in keep]
     saved = (_attention_kernel.configs, _attention_kernel.early_config_prune)
     # label, tokens, causal, padding mask: None, a dtype, or "bias" (an additive fp16 [B, 1, 1, L])
@@ -122,8 +132,8 @@ def main():
         q, k, v = qkv.unbind(2)
         mask = None
         if padded:
-            mask = torch.ones(B, L, device="cuda", dtype=torch.int64)
-            mask[-1, L // 2:] = 0
+            mask = torch.ones(B, L, device="cuda", dtype=torch.bool)  # as the encoders pass it
+            mask[-1, L // 2:] = False
         out = torch.empty(B, L, H, D, device="cuda", dtype=torch.float16)
         floor = 4 * B * L * H * D * 2 / (COPY_TBS * 1e12) * 1e6
         qc, kc, vc = (t.transpose(1, 2).contiguous() for t in (q, k, v))

@@ -17,6 +17,10 @@ class InterpreterWarning(UserWarning):
 
 
 def _choose() -> bool:
+    if os.environ.get("EET_TRITON_COMPILE_ONLY") == "1":
+        # scripts/compile_check.py: compiled mode without CUDA, to compile kernels, never to run them
+        os.environ["TRITON_INTERPRET"] = "0"
+        return False
     if os.environ.get("TRITON_INTERPRET") == "1":
         return True
     if torch.cuda.is_available():

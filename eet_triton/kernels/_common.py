@@ -42,7 +42,9 @@ def tuning_configs(family: str, pre_hook=None, *, every=False) -> list[triton.Co
         meta = dict(entry)
         num_warps = meta.pop("num_warps", 4)
         num_stages = meta.pop("num_stages", 2)
-        configs.append(triton.Config(meta, num_warps=num_warps, num_stages=num_stages, pre_hook=pre_hook))
+        maxnreg = meta.pop("maxnreg", None)  # a register cap per thread: more programs per SM, maybe spills
+        configs.append(triton.Config(meta, num_warps=num_warps, num_stages=num_stages, maxnreg=maxnreg,
+                                     pre_hook=pre_hook))
     return configs[:1] if INTERPRET and not every else configs
 
 
