@@ -22,7 +22,6 @@ $EET_BENCH_OUT/summary_attention.md, and the autotuner's timing of every config 
 $EET_BENCH_OUT/attention_configs.txt.
 """
 
-import os
 import sys
 import time
 
@@ -34,6 +33,7 @@ from transformers.models.t5.modeling_t5 import T5Attention
 import eet_triton  # noqa: F401  (first: picks compiled or interpreted triton)
 from eet_triton.kernels.attention import _attention_kernel, attention
 from triton.testing import do_bench, do_bench_cudagraph
+from bench._out import save
 
 FP16_TFLOPS = 760.0
 COPY_TBS = 3.0
@@ -153,11 +153,8 @@ def main():
             )
             print(lines[-1], flush=True)
     print("\n".join(log))
-    if os.environ.get("EET_BENCH_OUT"):
-        with open(os.path.join(os.environ["EET_BENCH_OUT"], "summary_attention.md"), "w") as f:
-            f.write("\n".join(lines) + "\n")
-        with open(os.path.join(os.environ["EET_BENCH_OUT"], "attention_configs.txt"), "w") as f:
-            f.write("\n".join(log) + "\n")
+    save("summary_attention.md", "\n".join(lines))
+    save("attention_configs.txt", "\n".join(log))
 
 if __name__ == "__main__":
     main()

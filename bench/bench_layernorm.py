@@ -14,7 +14,6 @@ in TFLOP/s against ~760 dense fp16. With EET_BENCH_OUT set, the table also goes 
 $EET_BENCH_OUT/summary_layernorm.md.
 """
 
-import os
 import sys
 import time
 
@@ -25,6 +24,7 @@ import eet_triton  # first: picks compiled or interpreted triton
 from eet_triton.kernels.embedding import _embedding_kernel, _patch_embedding_kernel, embedding, patch_embedding
 from eet_triton.kernels.layernorm import _layer_norm_kernel, layer_norm
 from triton.testing import do_bench
+from bench._out import save
 
 COPY_TBS = 3.0
 FP16_TFLOPS = 760.0
@@ -201,9 +201,7 @@ def main():
     lines += [f"| {name} | {ours:.1f} | {theirs:.1f} |" for name, ours, theirs in host_costs()]
     table = "\n".join(lines)
     print(table)
-    if os.environ.get("EET_BENCH_OUT"):
-        with open(os.path.join(os.environ["EET_BENCH_OUT"], "summary_layernorm.md"), "w") as f:
-            f.write(table + "\n")
+    save("summary_layernorm.md", table)
 
 
 if __name__ == "__main__":

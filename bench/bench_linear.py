@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 
 import torch
@@ -32,6 +31,7 @@ import triton.testing
 from bench.sweep_linear import describe
 from eet_triton.kernels import linear as linear_module
 from eet_triton.kernels.linear import linear
+from bench._out import save
 
 PEAK_TFLOPS = 760.0
 M_VALUES = [64, 6400, 9856]
@@ -104,10 +104,8 @@ def main():
     print(f"{'':17}| {'do_bench':^20} | {'CUDA graph':^34} | {'':^29} | {'host us':^12} |")
     print(header)
     print("\n".join(rows))
-    if os.environ.get("EET_BENCH_OUT"):
-        with open(os.path.join(os.environ["EET_BENCH_OUT"], "summary_linear.md"), "w") as f:
-            f.write("## linear (fp16, us; ratio = cublas/ours, target >= 0.85)\n```\n" + header + "\n"
-                    + "\n".join(rows) + "\n```\n")
+    save("summary_linear.md", "## linear (fp16, us; ratio = cublas/ours, target >= 0.85)\n```\n" + header + "\n"
+         + "\n".join(rows) + "\n```")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ and the targets; with EET_BENCH_OUT set, also writes $EET_BENCH_OUT/summary_mode
 from __future__ import annotations
 
 import datetime
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 import eet_triton  # noqa: F401  (first: picks the Triton interpreter or the GPU before triton loads)
 from eet_triton.errors import DeviceError
 from eet_triton.tools.bench import COMPILE, EET, HF, BenchResult, bench_checkpoint, load_seconds, require_gpu
+from bench._out import save
 
 CLIP_BATCHES = (1, 32, 128)
 BERT_BATCHES = (1, 32)
@@ -132,10 +132,7 @@ def main() -> int:
     summary = "\n".join(parts) + "\n"
     print()
     print(summary)
-    out = os.environ.get("EET_BENCH_OUT")
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        (Path(out) / "summary_models.md").write_text(summary, encoding="utf-8")
+    save("summary_models.md", summary)
     return 0
 
 

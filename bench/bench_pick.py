@@ -17,7 +17,6 @@ and whether their outputs agree bit for bit. With EET_BENCH_OUT set, also writes
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from eet_triton.kernels import linear
 from eet_triton.kernels._common import tuning_configs
 from eet_triton.tools.bench import median_ms
 from eet_triton.tools.hf import cast_inputs, load_hf, make_inputs
+from bench._out import save
 
 
 def main() -> None:
@@ -68,8 +68,7 @@ def main() -> None:
     text = (f"| model | batch | A ms | B ms | B/A | same output |\n| --- | ---: | ---: | ---: | ---: | --- |\n"
             f"| {args.model} | {args.batch} | {a:.4f} | {b:.4f} | {b / a:.3f} | {same} |\n")
     print(text)
-    if os.environ.get("EET_BENCH_OUT"):
-        Path(os.environ["EET_BENCH_OUT"], "summary_pick.md").write_text("\n".join(replaced) + "\n\n" + text)
+    save("summary_pick.md", "\n".join(replaced) + "\n\n" + text)
 
 
 if __name__ == "__main__":

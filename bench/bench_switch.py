@@ -14,7 +14,6 @@ towers share the SMs) and BERT at batch 32. tail: TAIL configs split their last 
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from eet_triton.kernels import _common, linear
 from eet_triton.runtime import streams
 from eet_triton.tools.bench import median_ms
 from eet_triton.tools.hf import cast_inputs, load_hf, make_inputs
+from bench._out import save
 
 # name -> (module, attribute, cases (model, batch, sequence length))
 SWITCHES = {
@@ -70,8 +70,7 @@ def main(names: list[str]) -> int:
                 del models, outputs
     text = "\n".join(rows) + "\n"
     print(text)
-    if os.environ.get("EET_BENCH_OUT"):
-        Path(os.environ["EET_BENCH_OUT"], "summary_switch.md").write_text(text)
+    save("summary_switch.md", text)
     return 0
 
 

@@ -18,7 +18,6 @@ registers, spills and shared memory: what makes it cost twice vision's time for 
 
 from __future__ import annotations
 
-import os
 import sys
 
 import torch
@@ -30,6 +29,7 @@ import triton
 from bench.sweep_linear import graph_us
 from eet_triton.kernels._common import tuning_configs
 from eet_triton.kernels.attention import _attention_kernel, attention
+from bench._out import save
 
 COPY_TBS = 3.0
 D = 64
@@ -171,9 +171,7 @@ def main():
         "| shape | floor (bytes) | SDPA | best ours | config | fraction of floor | max err vs fp32 |",
         "|---|---|---|---|---|---|---|", *rows])
     print(table)
-    if os.environ.get("EET_BENCH_OUT"):
-        with open(os.path.join(os.environ["EET_BENCH_OUT"], "summary_sweep_attention.md"), "w") as f:
-            f.write(table + "\n")
+    save("summary_sweep_attention.md", table)
 
 
 if __name__ == "__main__":

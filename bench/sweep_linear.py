@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +26,7 @@ import triton.testing
 
 from eet_triton.kernels import linear as lin
 from eet_triton.kernels._common import shape_bucket, tuning_configs
+from bench._out import save
 
 ISSUE = [(m, k, n) for m in (64, 6400, 9856) for k, n in [(768, 2304), (768, 3072), (3072, 768), (512, 1536), (512, 2048), (2048, 512)]]
 # BERT-base at batch 1 and 32 (seq 128); CLIP ViT-B/32 at batch 32: vision 50 tokens x 768, text 77 x 512.
@@ -181,9 +181,7 @@ def main():
     header = f"{'M':>5} {'K':>5} {'N':>5} | {'cuBLAS':>7} | {'TMA':>7} {'ratio':>5} {'TFLOPs':>6} {'best TMA config':<30}| {'pointer':>7} {'ratio':>5} best pointer config"
     text = f"## linear sweep (fp16, epilogue {args.epilogue}, CUDA-graph us; ratio = cuBLAS / ours)\n```\n" + header + "\n" + "\n".join(summary) + "\n```\n"
     print("\n" + text)
-    if os.environ.get("EET_BENCH_OUT"):
-        with open(os.path.join(os.environ["EET_BENCH_OUT"], f"summary_sweep_linear_{args.epilogue}.md"), "w") as f:
-            f.write(text)
+    save(f"summary_sweep_linear_{args.epilogue}.md", text)
 
 
 if __name__ == "__main__":
