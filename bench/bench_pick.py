@@ -27,9 +27,8 @@ from bench.bench_models import save_random
 from bench.sweep_linear import describe
 from eet_triton.kernels import linear
 from eet_triton.kernels._common import tuning_configs
-from eet_triton.tools.bench import median_ms
-from eet_triton.tools.hf import cast_inputs, load_hf, make_inputs
 from bench._out import save
+from bench.bench_switch import interleaved_ms, model_inputs
 
 
 def main() -> None:
@@ -45,9 +44,7 @@ def main() -> None:
     seq = 77 if args.model == "clip" else 128
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         path = save_random(args.model, Path(tmp) / args.model)
-        hf = load_hf(path, torch.float16, torch.device("cuda"), attn_implementation="sdpa")
-        inputs = cast_inputs(make_inputs(hf, args.batch, seq, torch.device("cuda"), seed=args.batch), torch.float16)
-        del hf
+        inputs = model_inputs(path, args.batch, seq)
         models = {"A (tuned picks)": eet_triton.load(path, device=0, dtype="fp16")}
         outputs = {"A (tuned picks)": models["A (tuned picks)"](**inputs)[0].clone()}
         replaced = []
@@ -59,11 +56,7 @@ def main() -> None:
         label = f"B ({args.stages}-stage picks replaced)"
         models[label] = eet_triton.load(path, device=0, dtype="fp16")
         outputs[label] = models[label](**inputs)[0].clone()
-        times = {name: [] for name in models}
-        for _ in range(3):  # interleaved, so drift hits both
-            for name, model in models.items():
-                times[name].append(median_ms(lambda: model(**inputs)))
-    a, b = (min(t) for t in times.values())
+        a, b = interleaved_ms(models, inputs).values()
     same = torch.equal(*outputs.values())
     text = (f"| model | batch | A ms | B ms | B/A | same output |\n| --- | ---: | ---: | ---: | ---: | --- |\n"
             f"| {args.model} | {args.batch} | {a:.4f} | {b:.4f} | {b / a:.3f} | {same} |\n")

@@ -37,6 +37,22 @@ SWITCHES = {
 }
 
 
+def model_inputs(path: Path, batch: int, seq: int) -> dict:
+    """fp16 CUDA inputs for the checkpoint at `path`, made as transformers' model takes them."""
+    hf = load_hf(path, torch.float16, torch.device("cuda"), attn_implementation="sdpa")
+    return cast_inputs(make_inputs(hf, batch, seq, torch.device("cuda"), seed=batch), torch.float16)
+
+
+def interleaved_ms(models: dict, inputs: dict, rounds: int = 3) -> dict:
+    """Graph-replay milliseconds of each model on `inputs`: the min over `rounds` interleaved medians,
+    so drift hits every model alike."""
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(median_ms(lambda: model(**inputs)))
+    return {name: min(t) for name, t in times.items()}
+
+
 def main(names: list[str]) -> int:
     rows = ["| switch | model | batch | off ms | on ms | on/off | same output |",
             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
@@ -47,9 +63,7 @@ def main(names: list[str]) -> int:
             for kind, batch, seq in cases:
                 if kind not in paths:
                     paths[kind] = save_random(kind, Path(tmp) / kind)
-                hf = load_hf(paths[kind], torch.float16, torch.device("cuda"), attn_implementation="sdpa")
-                inputs = cast_inputs(make_inputs(hf, batch, seq, torch.device("cuda"), seed=batch), torch.float16)
-                del hf
+                inputs = model_inputs(paths[kind], batch, seq)
                 models, outputs = {}, {}
                 default = getattr(module, attribute)
                 # the default's model first, so tuning (once per process) runs as it does in use;
@@ -59,11 +73,8 @@ def main(names: list[str]) -> int:
                     models[on] = eet_triton.load(paths[kind], device=0, dtype="fp16")
                     outputs[on] = models[on](**inputs)[0].clone()
                 setattr(module, attribute, default)
-                times = {on: [] for on in models}
-                for _ in range(3):  # interleaved, so drift hits both
-                    for on, model in models.items():
-                        times[on].append(median_ms(lambda: model(**inputs)))
-                off_ms, on_ms = min(times[False]), min(times[True])
+                times = interleaved_ms(models, inputs)
+                off_ms, on_ms = times[False], times[True]
                 same = torch.equal(outputs[False], outputs[True])
                 rows.append(f"| {name} | {kind} | {batch} | {off_ms:.4f} | {on_ms:.4f} | {on_ms / off_ms:.3f} | {same} |")
                 print(rows[-1], flush=True)

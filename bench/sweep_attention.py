@@ -69,6 +69,20 @@ def describe(c):
     return f"M{c.kwargs['BLOCK_M']} N{c.kwargs['BLOCK_N']} w{c.num_warps} s{c.num_stages}{cap}"
 
 
+def _time_forced(config, run, label: str) -> float | None:
+    """Graph us of `run` with the attention kernel forced to `config` (pruning off), or None (and a
+    report) when the config does not compile for this shape. `run` has run once on return."""
+    _attention_kernel.configs, _attention_kernel.early_config_prune = [config], None
+    _attention_kernel.cache.clear()
+    try:
+        run()
+        torch.cuda.synchronize()
+    except Exception as exc:  # noqa: BLE001  (a config that does not compile for this shape)
+        print(f"{label}: {describe(config)} failed: {type(exc).__name__}: {str(exc)[:120]}")
+        return None
+    return graph_us(run)
+
+
 def _kernel_resources():
     """Registers, spills and shared memory of the attention kernel compiled last (best effort:
     Triton's cache layout is not an API)."""
@@ -103,17 +117,10 @@ def ablate():
             mask = torch.ones(B, L, device="cuda", dtype=mask_kind)
         out = torch.empty(B, L, H, D, device="cuda", dtype=torch.float16)
         for config in configs:
-            _attention_kernel.configs, _attention_kernel.early_config_prune = [config], None
-            _attention_kernel.cache.clear()
             run = lambda: attention(q, k, v, causal=causal, key_padding_mask=mask, bias=bias, out=out)  # noqa: E731
-            try:
-                run()
-                torch.cuda.synchronize()
-            except Exception as exc:  # noqa: BLE001
-                print(f"{label}: {describe(config)} failed: {type(exc).__name__}")
-                continue
-            print(f"text b128 {label:<16} {describe(config):<16} {graph_us(run):6.1f} us  {_kernel_resources()}",
-                  flush=True)
+            us = _time_forced(config, run, label)
+            if us is not None:
+                print(f"text b128 {label:<16} {describe(config):<16} {us:6.1f} us  {_kernel_resources()}", flush=True)
     _attention_kernel.configs, _attention_kernel.early_config_prune = saved
     _attention_kernel.cache.clear()
 
@@ -148,17 +155,10 @@ def main():
                                              is_causal=causal and sdpa_mask is None).transpose(1, 2)
         timings = []
         for config in configs:
-            _attention_kernel.configs, _attention_kernel.early_config_prune = [config], None
-            _attention_kernel.cache.clear()
             run = lambda: attention(q, k, v, causal=causal, key_padding_mask=mask, out=out)  # noqa: E731
-            try:
-                run()
-                torch.cuda.synchronize()
-            except Exception as exc:  # a config that does not compile for this shape
-                print(f"{name}: {describe(config)} failed: {type(exc).__name__}: {str(exc)[:120]}")
-                continue
-            err = (out.float() - ref).abs().max().item()
-            timings.append((graph_us(run), describe(config), err))
+            us = _time_forced(config, run, name)
+            if us is not None:  # out holds the config's result (every replay writes the same)
+                timings.append((us, describe(config), (out.float() - ref).abs().max().item()))
         _attention_kernel.configs, _attention_kernel.early_config_prune = saved
         _attention_kernel.cache.clear()
         timings.sort()
