@@ -77,6 +77,12 @@ EXTRA_TMA = [
     # with 4 warps, two programs per SM; capped at 168, three fit (24 bytes spilled). The 2-stage
     # one won the QKV GEMMs (linear run 10) and is in the YAML (as 3/SM); the 3-stage one lost.
     _tma_config(128, 128, 64, 4, 3, maxnreg=168),
+    # three per SM for the residual epilogue (249 registers uncapped): residual by TMA, finished in
+    # two halves, capped (8 / 24 bytes spilled); 128x64 tiles uncapped. Lost on every residual
+    # GEMM but text b32 O (6.9 vs 7.1 us): linear run 10.
+    _tma_config(128, 128, 32, 4, 3, "tma_split", occupancy=3, maxnreg=168),
+    _tma_config(128, 128, 32, 4, 3, "tma_split", occupancy=3, tail=True, maxnreg=168),
+    _tma_config(128, 64, 64, 4, 3, occupancy=3),
 ]
 
 

@@ -226,6 +226,7 @@ def check_layernorm(rec: Recorder, dtype, quick: bool):
                  residual=_t(rows, n, dtype=dtype))
         if not quick:
             rec.call(f"rms_norm {rows}x{n} {str(dtype)[6:]}", layernorm.layer_norm, x, w, rms=True)
+    rec.call(f"l2_normalize 128x512 {str(dtype)[6:]}", layernorm.l2_normalize, _t(128, 512, dtype=dtype))
 
 
 def check_embedding(rec: Recorder, dtype, quick: bool):

@@ -60,7 +60,7 @@ def _embedding_kernel(
             # BERT without token_type_ids: every token is of type 0
             h += tl.load(type_ptr + cols, mask=cols < E, other=0.0).to(tl.float32)[None, :]
     if HAS_NORM:
-        h = _normalize_rows(h, mask, cols, E, eps, w_ptr, b_ptr, False, True, HAS_NORM_BIAS)
+        h = _normalize_rows(h, mask, cols, E, eps, w_ptr, b_ptr, False, True, HAS_NORM_BIAS, False)
     tl.store(out_ptr + (rb * stride_ob + rl * stride_ol)[:, None] + cols[None, :], h.to(out_ptr.dtype.element_ty),
              mask=mask)
 

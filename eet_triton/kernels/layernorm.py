@@ -40,11 +40,15 @@ def prune_row_configs(configs, named_args, **kwargs):
 
 @triton.jit
 def _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-                    HAS_BIAS: tl.constexpr):
+                    HAS_BIAS: tl.constexpr, UNIT: tl.constexpr):
     """Helper inlined into the kernels: normalise each row of the fp32 tile x [BLOCK_M, BLOCK_N]
-    (masked lanes hold 0), then scale by w and shift by b; returns fp32."""
+    (masked lanes hold 0), then scale by w and shift by b; returns fp32. UNIT (with RMS): divide by
+    the root of the sum of squares, not of their mean (unit vectors)."""
     if RMS:
-        var = tl.sum(x * x, axis=1) / N
+        if UNIT:
+            var = tl.sum(x * x, axis=1)
+        else:
+            var = tl.sum(x * x, axis=1) / N
         xhat = x * tl.rsqrt(var + eps)[:, None]
     else:
         mean = tl.sum(x, axis=1) / N
@@ -74,7 +78,7 @@ def _layer_norm_kernel(
     M_BUCKET,  # autotune key only
     stride_xb, stride_xl, stride_rb, stride_rl, stride_yb, stride_yl, stride_sb, stride_sl,
     RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, PDL: tl.constexpr,
+    UNIT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, PDL: tl.constexpr,
 ):
     """Rows are addressed as [B, L] through two strides per tensor, so sliced views need no copy."""
     wait_for_predecessor(PDL)
@@ -94,7 +98,7 @@ def _layer_norm_kernel(
         s = (x + r.to(tl.float32)).to(s_ptr.dtype.element_ty)
         tl.store(s_ptr + (rb * stride_sb + rl * stride_sl)[:, None] + cols[None, :], s, mask=mask)
         x = s.to(tl.float32)
-    y = _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS, HAS_WEIGHT, HAS_BIAS)
+    y = _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS, HAS_WEIGHT, HAS_BIAS, UNIT)
     tl.store(y_ptr + (rb * stride_yb + rl * stride_yl)[:, None] + cols[None, :], y.to(y_ptr.dtype.element_ty),
              mask=mask)
 
@@ -152,8 +156,17 @@ def row_strides(name: str, t: torch.Tensor) -> tuple[int, int]:
     return v.stride(0), v.stride(1)
 
 
+def l2_normalize(x, *, out=None):
+    """x / ||x||_2 along the last dim (CLIP's unit embeddings), the norm in fp32, in one launch.
+
+    x: [..., N] fp16/bf16/fp32, as for layer_norm; out: [..., N] x.dtype or None.
+    Returns [..., N] x.dtype. A zero row gives NaN, as x / x.norm() does.
+    """
+    return layer_norm(x, eps=0.0, rms=True, out=out, _unit=True)
+
+
 def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
-               out=None, residual_out=None):
+               out=None, residual_out=None, _unit=False):
     """LayerNorm (rms=False) or RMSNorm = T5LayerNorm (rms=True: no mean subtraction) over the last dim.
 
     x: [..., N] fp16/bf16/fp32; rows may be strided, the last dim must be contiguous; N <= 65536.
@@ -205,7 +218,7 @@ def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
             *row_strides("x", x), *(row_strides("residual", residual) if residual is not None else (0, 0)),
             *row_strides("out", y), *s_strides,
             RMS=bool(rms), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-            HAS_RESIDUAL=residual is not None, BLOCK_N=block_n, **pdl_launch_args(x.device),
+            HAS_RESIDUAL=residual is not None, UNIT=_unit, BLOCK_N=block_n, **pdl_launch_args(x.device),
         )
 
     if not is_tuned(_layer_norm_kernel, key):

@@ -25,6 +25,7 @@ import importlib
 import torch
 from torch import nn
 
+from eet_triton.kernels.layernorm import l2_normalize
 from eet_triton.kernels.linear import linear
 from eet_triton.models.base import EETModel, check_pixel_values, check_text_inputs
 from eet_triton.models.encoder import Encoder
@@ -241,11 +242,6 @@ class VisionProjectionModel(VisionModel):
         return {"image_embeds": self.visual_projection(self.pool(h)), "last_hidden_state": h}
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    """x / ||x|| along the last dim, the norm taken in fp32 (fp16 squares of wide vectors overflow)."""
-    return (x.float() / x.float().norm(dim=-1, keepdim=True)).to(x.dtype)
-
-
 class DualEncoderModel(nn.Module, EETModel):
     """CLIPModel and VisionTextDualEncoderModel: a text tower and a vision tower (any mapped ones),
     linear projections without bias, and a learned temperature.
@@ -300,7 +296,8 @@ class DualEncoderModel(nn.Module, EETModel):
         # the towers share nothing until the head: run them side by side (CLIP b32 forward: NOTES, models run 5)
         (text, text_pooled, text_projected), (image, image_pooled, image_projected) = side_by_side(
             text_tower, vision_tower, pixel_values.device)
-        text_embeds, image_embeds = _unit(text_projected), _unit(image_projected)
+        # one kernel each, the norm in fp32 (fp16 squares of wide vectors overflow); five torch ops before
+        text_embeds, image_embeds = l2_normalize(text_projected), l2_normalize(image_projected)
         logits_per_text = linear(text_embeds, image_embeds) * self.logit_scale.exp()
         return {
             "logits_per_image": logits_per_text.t(), "logits_per_text": logits_per_text,

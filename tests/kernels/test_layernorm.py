@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from eet_triton.errors import DeviceError, DTypeError, ShapeError
-from eet_triton.kernels.layernorm import layer_norm
+from eet_triton.kernels.layernorm import l2_normalize, layer_norm
 from tests.oracle import assert_oracle, nan_like
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -117,6 +117,25 @@ def test_strided_rows(dtype, device):
 
     four_d = torch.randn(2, 3, 5, 64, device=device).to(dtype)[:, :, 1:4, :50]
     check(four_d, weight[:50], None, rms=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 512), (7, 100), (3, 5, 768)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_l2_normalize(shape, dtype, device):
+    """CLIP's unit embeddings: against float64 x / ||x||, beside the fp32-norm formula in x's dtype."""
+    x = make(shape, dtype, device)[0] * 40  # fp16 squares of these would overflow a fp16 sum
+    y = l2_normalize(x, out=nan_like(x))
+    assert y.dtype == dtype and y.shape == x.shape
+    xd = x.double()
+    baseline = (x.float() / x.float().norm(dim=-1, keepdim=True)).to(dtype)
+    assert_oracle(y, xd / xd.norm(dim=-1, keepdim=True), baseline, what="unit rows")
+    assert torch.allclose(y.double().norm(dim=-1), torch.ones(shape[:-1], dtype=torch.float64, device=device),
+                          atol=2 * torch.finfo(dtype).eps)
+    strided = torch.randn(4, 9, 130, device=device).to(dtype)[:, 2:7, 3:103]
+    assert_oracle(l2_normalize(strided), strided.double() / strided.double().norm(dim=-1, keepdim=True),
+                  (strided.float() / strided.float().norm(dim=-1, keepdim=True)).to(dtype), what="strided rows")
+    zero = torch.zeros(2, 64, device=device, dtype=dtype)
+    assert torch.isnan(l2_normalize(zero)).all(), "a zero row is 0/0, as x / x.norm() gives"
 
 
 def test_empty_rows(device):
