@@ -47,6 +47,8 @@ def _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS: tl.constexpr, HAS_
     if RMS:
         if UNIT:
             var = tl.sum(x * x, axis=1)
+            # rows past M hold zeros: keep them finite (a real zero row still gives 0/0 = NaN, as torch)
+            var = tl.where(tl.sum(mask.to(tl.int32), axis=1) > 0, var, 1.0)
         else:
             var = tl.sum(x * x, axis=1) / N
         xhat = x * tl.rsqrt(var + eps)[:, None]
