@@ -51,16 +51,16 @@ def _row_moments(x, mask, N, eps):
 def _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
                     HAS_BIAS: tl.constexpr, UNIT: tl.constexpr):
     """Helper inlined into the kernels: normalise each row of the fp32 tile x [BLOCK_M, BLOCK_N]
-    (masked lanes hold 0), then scale by w and shift by b; returns fp32. UNIT (with RMS): divide by
-    the root of the sum of squares, not of their mean (unit vectors)."""
-    if RMS:
-        if UNIT:
-            var = tl.sum(x * x, axis=1)
-            # rows past M hold zeros: keep them finite (a real zero row still gives 0/0 = NaN, as torch)
-            var = tl.where(tl.sum(mask.to(tl.int32), axis=1) > 0, var, 1.0)
-        else:
-            var = tl.sum(x * x, axis=1) / N
-        xhat = x * tl.rsqrt(var + eps)[:, None]
+    (masked lanes hold 0), then scale by w and shift by b; returns fp32. UNIT: divide by the root of
+    the sum of squares (unit vectors; eps unused)."""
+    if UNIT:
+        # x / ||x|| as torch computes it, a correctly rounded root and division (x * rsqrt(.) missed
+        # CLIP logits' fp32 oracle on ~1 seed in 8). Rows past M hold zeros: keep them finite (a
+        # real zero row still gives 0/0 = NaN, as torch does).
+        norm = tl.sqrt_rn(tl.sum(x * x, axis=1))
+        xhat = tl.div_rn(x, tl.where(tl.sum(mask.to(tl.int32), axis=1) > 0, norm, 1.0)[:, None])
+    elif RMS:
+        xhat = x * tl.rsqrt(tl.sum(x * x, axis=1) / N + eps)[:, None]
     else:
         mean, rstd = _row_moments(x, mask, N, eps)
         xhat = tl.where(mask, x - mean[:, None], 0.0) * rstd[:, None]
