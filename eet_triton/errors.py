@@ -31,3 +31,9 @@ class MappingError(EETError, ValueError):
 
 class CheckpointError(EETError, ValueError):
     """A checkpoint is missing, incomplete, corrupt, or holds keys nothing uses."""
+
+
+class GraphCaptureError(EETError, RuntimeError):
+    """A kernel met a new shape inside a caller's CUDA graph capture: tuning it would need the GPU
+    synchronised and timed, which a capture forbids (and a failed capture can leave torch's CUDA
+    state unusable for the rest of the process)."""

@@ -23,7 +23,7 @@ import triton.testing
 import yaml
 
 from eet_triton._backend import INTERPRET
-from eet_triton.errors import DeviceError, DTypeError, ShapeError
+from eet_triton.errors import DeviceError, DTypeError, GraphCaptureError, ShapeError
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 _TUNING_DIR = pathlib.Path(__file__).with_name("tuning")
@@ -98,7 +98,15 @@ def bench_in_graph(kernel_call, quantiles):
     say), and read inputs that may not be written yet. So the device drains first: tuning syncs
     anyway, and do_bench_cudagraph syncs again before it returns, so nothing of it is left in
     flight either. (Without it: NaN or wrong fused QKV weights in an 8-process, cold-cache test
-    run on one H100, the likely trace of a launch overtaking the cast of their fp32 source.)"""
+    run on one H100, the likely trace of a launch overtaking the cast of their fp32 source.)
+    Inside a caller's CUDA graph capture it raises GraphCaptureError instead (a shape must be tuned
+    before capture)."""
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        # before any CUDA call: the synchronize below would invalidate the caller's capture
+        raise GraphCaptureError(
+            "a kernel met a new shape while a CUDA graph is being captured, and tuning it cannot run inside a "
+            "capture; run the model or op once with inputs of this shape before capturing (eet_triton's own "
+            "graphs, model.use_cuda_graphs(), do this for you)")
     torch.cuda.synchronize()
     return triton.testing.do_bench_cudagraph(kernel_call, rep=3, quantiles=quantiles)
 

@@ -400,6 +400,43 @@ def test_tuning_timer_drains_the_device_before_launching(monkeypatch):
     assert events == ["synchronize", "kernel"]
 
 
+def test_tuning_inside_a_capture_is_a_clear_error(monkeypatch):
+    """A new shape met inside the caller's CUDA graph capture: tuning would synchronise (which ends
+    the capture with a cryptic error and can leave torch's CUDA state broken); it raises
+    GraphCaptureError before any CUDA call. Runs anywhere: the CUDA calls are stand-ins."""
+    from eet_triton.errors import GraphCaptureError
+    from eet_triton.kernels import _common as common
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("synchronize"))
+    monkeypatch.setattr(common.triton.testing, "do_bench_cudagraph", lambda *a, **k: calls.append("bench"))
+    with pytest.raises(GraphCaptureError, match="before capturing"):
+        common.bench_in_graph(lambda: calls.append("kernel"), quantiles=(0.5, 0.2, 0.8))
+    assert calls == []
+
+
+@pytest.mark.gpu
+def test_new_shape_inside_a_users_capture():
+    """A user captures linear() on a shape never tuned: GraphCaptureError, and the process's CUDA
+    state (the RNG included) still works afterwards; after one call outside, the capture works."""
+    from eet_triton.errors import GraphCaptureError
+
+    x, w, b = _inputs((333,), 96, 80, torch.float16, "cuda")  # a shape no other test tunes
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(GraphCaptureError):
+        with torch.cuda.graph(graph):
+            linear(x, w, b)
+    torch.randn(8, device="cuda")
+    expected = linear(x, w, b)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = linear(x, w, b)
+    graph.replay()
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+
+
 @pytest.mark.gpu
 def test_tuning_does_not_overtake_queued_work(monkeypatch):
     """Work queued on the caller's stream before a tuning call (here a clone of `out` behind a
