@@ -9,7 +9,7 @@ mode, the same Inductor kernels as "reduce-overhead" without its graphs). Prints
 contender the GPU microseconds per forward of each kernel family, and writes every kernel of one
 forward in launch order (name, microseconds, averaged over the profiled forwards) to
 $EET_BENCH_OUT/profile_<model>_b<batch>.json, so that the same GEMM can be compared across
-contenders by position.
+contenders by position (nothing is written when EET_BENCH_OUT is unset: bench/_out.py).
 
 Run it with the kernel cache warm (after the benchmarks, as `scripts/gpu_suite.sh bench` does):
 on a cold machine the first forwards tune and compile every kernel (170 s on an H200).
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,12 +26,12 @@ from pathlib import Path
 import torch
 
 import eet_triton  # noqa: F401  (first: picks compiled vs interpreted Triton)
+from bench._out import save
 from bench.bench_models import save_random
 from eet_triton.tools.hf import cast_inputs, load_hf, make_inputs
 
 CASES = [("bert", 1, 128), ("bert", 32, 128), ("clip", 32, 77), ("clip", 128, 77)]
 STEPS = 5
-OUT = Path(os.environ.get("EET_BENCH_OUT", "gpu_out"))
 
 
 def family(kernel_name: str) -> str:
@@ -86,7 +85,6 @@ def summary(sequence: list[tuple[str, float, list]]) -> str:
 
 def main() -> int:
     with_compile = "--no-compile" not in sys.argv
-    OUT.mkdir(parents=True, exist_ok=True)
     report = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = {kind: save_random(kind, Path(tmp) / kind) for kind in {c[0] for c in CASES}}
@@ -106,10 +104,10 @@ def main() -> int:
                     text = f"### {kind} batch {batch}, {name} ({torch.cuda.get_device_name()}, fp16)\n\n{summary(record[name])}\n"
                     report.append(text)
                     print(text, flush=True)
-            (OUT / f"profile_{kind}_b{batch}.json").write_text(json.dumps(record, indent=0))
+            save(f"profile_{kind}_b{batch}.json", json.dumps(record, indent=0))
             del ours, hf, contenders
             torch.cuda.empty_cache()
-    (OUT / "summary_profile.md").write_text("\n".join(report))
+    save("summary_profile.md", "\n".join(report))
     return 0
 
 
