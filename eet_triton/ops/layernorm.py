@@ -68,9 +68,11 @@ class EETLayerNorm(EETOp):
         """(weight'', bias'') of the GEMM that follows this LayerNorm, for it to take the raw x and
         row_scale = layer_norm_stats(x) instead (kernels.linear._scale_rows): weight * gamma with each
         row centred, bias + weight @ beta. Computed in float64, rounded once to weight's dtype.
-        A new pair: the caller's tensors are untouched. LayerNorm only (RMSNorm keeps its mean)."""
+        A new pair: the caller's tensors are untouched. LayerNorm only: an RMSNorm subtracts no mean,
+        so centring the rows would change what it computes."""
         if self.rms:
-            raise ValueError("EETLayerNorm.fold_into: an RMSNorm does not centre; only a LayerNorm folds")
+            raise ValueError("EETLayerNorm.fold_into: an RMSNorm subtracts no mean, so it cannot fold this way; "
+                             "only a LayerNorm folds")
         w = weight.double() * self.weight.double()
         folded_w = (w - w.mean(1, keepdim=True)).to(weight.dtype)
         folded_b = bias.double() if bias is not None else None
