@@ -168,15 +168,22 @@ def row_strides(name: str, t: torch.Tensor) -> tuple[int, int]:
     return v.stride(0), v.stride(1)
 
 
+def _rows(x) -> tuple[int, int]:
+    """(N, rows) of x [..., N] (rows = x.numel() // N), once x is checked to be a float tensor whose
+    rows one program can hold."""
+    check_tensor("x", x, ndim=_X_RANKS)
+    n = x.shape[-1]
+    if n > MAX_N:
+        raise ShapeError(f"x: rows of at most {MAX_N} elements are supported, got N={n}; "
+                         "normalise with torch.nn.functional.layer_norm instead")
+    return n, x.numel() // n if n else 0
+
+
 def layer_norm_stats(x, *, eps=1e-5):
     """Each row's LayerNorm 1 / sqrt(var + eps) for x [..., N]: [rows] fp32 (rows = x.numel() // N),
     what linear(row_scale=...) needs to apply a folded LayerNorm (see linear._scale_rows). One read of
     x, no normalised copy written. The same statistics, in the same fp32 arithmetic, as layer_norm."""
-    check_tensor("x", x, ndim=_X_RANKS)
-    n = x.shape[-1]
-    if n > MAX_N:
-        raise ShapeError(f"x: rows of at most {MAX_N} elements are supported, got N={n}")
-    m = x.numel() // n if n else 0
+    n, m = _rows(x)
     stats = torch.empty((m,), dtype=torch.float32, device=x.device)
     if m == 0:
         return stats
@@ -198,7 +205,7 @@ def l2_normalize(x, *, out=None):
     x: [..., N] fp16/bf16/fp32, as for layer_norm; out: [..., N] x.dtype or None.
     Returns [..., N] x.dtype. A zero row gives NaN, as x / x.norm() does.
     """
-    return layer_norm(x, eps=0.0, rms=True, out=out, _unit=True)
+    return layer_norm(x, out=out, _unit=True)
 
 
 def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
@@ -214,8 +221,7 @@ def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
     out: [..., N] x.dtype or None; may be x itself.
     Returns y [..., N] x.dtype, or (y, s) when residual is given.
     """
-    check_tensor("x", x, ndim=_X_RANKS)
-    n = x.shape[-1]
+    n, m = _rows(x)
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None:
             check_tensor(name, p, ndim=1, shape=(n,))
@@ -228,15 +234,11 @@ def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
         if t is not None:
             check_tensor(name, t, dtypes=(x.dtype,), shape=x.shape)
     check_same_device(x=x, weight=weight, bias=bias, residual=residual, out=out, residual_out=residual_out)
-    if n > MAX_N:
-        raise ShapeError(f"x: rows of at most {MAX_N} elements are supported, got N={n}; "
-                         "normalise with torch.nn.functional.layer_norm instead")
 
     y = torch.empty_like(x, memory_format=torch.contiguous_format) if out is None else out
     s = None
     if residual is not None:
         s = torch.empty_like(x, memory_format=torch.contiguous_format) if residual_out is None else residual_out
-    m = x.numel() // n if n else 0
     if m == 0:
         return y if s is None else (y, s)
 

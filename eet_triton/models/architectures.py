@@ -296,7 +296,7 @@ class DualEncoderModel(nn.Module, EETModel):
         # the towers share nothing until the head: run them side by side (CLIP b32 forward: NOTES, models run 5)
         (text, text_pooled, text_projected), (image, image_pooled, image_projected) = side_by_side(
             text_tower, vision_tower, pixel_values.device)
-        # one kernel each, the norm in fp32 (fp16 squares of wide vectors overflow); five torch ops before
+        # one kernel each, the norm in fp32 (fp16 squares of wide vectors overflow)
         text_embeds, image_embeds = l2_normalize(text_projected), l2_normalize(image_projected)
         logits_per_text = linear(text_embeds, image_embeds) * self.logit_scale.exp()
         return {
