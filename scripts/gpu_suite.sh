@@ -23,8 +23,10 @@ PY
 
 if [ "$what" = all ] || [ "$what" = tests ]; then
     # 8 processes (pytest-xdist, when installed): ~330 s cold on an H100. With 14-15 processes
-    # two tuning captures failed on 2026-12-06 (RESULTS.md), so stay at 8. -v names every test as
-    # it ends, so a run cut short by the device call's limit still names its failures.
+    # two tuning captures failed on 2026-12-06 (RESULTS.md): the likely cause is a full card, as
+    # torch's allocator answers a failed cudaMalloc inside a capture by freeing cached blocks
+    # (cudaFree), which invalidates the capture (pytorch issue 159594); so stay at 8. -v names
+    # every test as it ends, so a run cut short by the device call's limit still names its failures.
     procs=()
     python3 -c "import xdist" 2>/dev/null && procs=(-n "${EET_TEST_PROCS:-8}")
     python3 -m pytest -v -rf -p no:cacheprovider "${procs[@]}" tests "$@" > "$OUT/tests.log" 2>&1
