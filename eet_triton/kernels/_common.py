@@ -12,7 +12,9 @@ interpreter only the first config is kept: autotuning needs a GPU to time on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import inspect
 import pathlib
 
@@ -86,6 +88,34 @@ def wait_for_predecessor(PDL: tl.constexpr):
         tl.extra.cuda.gdc_launch_dependents()
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off for the block (as it was, after).
+
+    Why: a collection inside a CUDA graph capture may finalise a torch CUDAGraph or a Triton
+    CompiledKernel left in a reference cycle (a model of an earlier call, say); their destructors
+    call CUDA (graph destroy, module unload), which is illegal while a stream captures and
+    invalidates the capture. Seen once in 1073 tests on an H100 (8 processes, 2026-12-06:
+    "operation not permitted when stream is capturing (function reset)", a tuning capture) and in
+    139 of a 15-process run. Newer Triton's do_bench_cudagraph pauses the collector the same way;
+    triton 3.6's does not."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
+def graph_capture(graph: "torch.cuda.CUDAGraph", **kwargs):
+    """torch.cuda.graph(graph, **kwargs) with the collector paused (gc_paused says why). Like
+    torch.cuda.graph, it collects once before the capture begins."""
+    with gc_paused(), torch.cuda.graph(graph, **kwargs):
+        yield graph
+
+
 def bench_in_graph(kernel_call, quantiles):
     """Tuning timer: replays from a CUDA graph, so the host launch cost (tens of us, more than a
     whole GEMM at M=64 or a short attention) stays out of the comparison; with plain do_bench the
@@ -108,7 +138,8 @@ def bench_in_graph(kernel_call, quantiles):
             "capture; run the model or op once with inputs of this shape before capturing (eet_triton's own "
             "graphs, model.use_cuda_graphs(), do this for you)")
     torch.cuda.synchronize()
-    return triton.testing.do_bench_cudagraph(kernel_call, rep=3, quantiles=quantiles)
+    with gc_paused():  # its capture must not meet a collection (gc_paused)
+        return triton.testing.do_bench_cudagraph(kernel_call, rep=3, quantiles=quantiles)
 
 
 def shape_bucket(n: int) -> int:

@@ -19,6 +19,8 @@ from typing import Callable
 
 import torch
 
+from eet_triton.kernels._common import graph_capture
+
 Signature = tuple
 
 
@@ -42,7 +44,7 @@ class _Graph:
             fn(**self.inputs)  # warm-up outside capture: autotuning and compilation happen here
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with graph_capture(self.graph):
             self.outputs = fn(**self.inputs)
 
     @torch.no_grad()

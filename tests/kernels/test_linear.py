@@ -1,5 +1,6 @@
 """linear(): GEMM with bias / activation / gate / residual epilogue, against a float64 torch reference."""
 
+import gc
 import math
 
 import pytest
@@ -391,13 +392,48 @@ def test_tuning_timer_drains_the_device_before_launching(monkeypatch):
     events = []
 
     def fake_bench(fn, rep=20, grad_to_none=None, quantiles=None, return_mode="mean"):
+        events.append(f"gc enabled: {gc.isenabled()}")
         fn()
         return [1.0, 1.0, 1.0]
 
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("synchronize"))
     monkeypatch.setattr(common.triton.testing, "do_bench_cudagraph", fake_bench)
+    assert gc.isenabled()
     assert common.bench_in_graph(lambda: events.append("kernel"), quantiles=(0.5, 0.2, 0.8)) == [1.0, 1.0, 1.0]
-    assert events == ["synchronize", "kernel"]
+    # the collector is off while the timer captures (common.gc_paused says why), on again after
+    assert events == ["synchronize", "gc enabled: False", "kernel"]
+    assert gc.isenabled()
+
+
+def test_graph_capture_pauses_the_collector(monkeypatch):
+    """Our own captures run with the cyclic GC off (a collection could finalise a CUDA graph or a
+    compiled kernel mid-capture and invalidate it), and leave it as they found it, also when the
+    capture raises. Runs anywhere: torch.cuda.graph is a stand-in."""
+    import contextlib
+
+    from eet_triton.kernels import _common as common
+
+    seen = []
+
+    @contextlib.contextmanager
+    def fake_graph(graph, **kwargs):
+        seen.append(gc.isenabled())
+        yield graph
+
+    monkeypatch.setattr(torch.cuda, "graph", fake_graph)
+    with common.graph_capture("g") as g:
+        seen.append(gc.isenabled())
+    assert g == "g" and seen == [False, False] and gc.isenabled()
+    with pytest.raises(RuntimeError), common.graph_capture("g"):
+        raise RuntimeError("capture failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:  # a caller who had it off keeps it off
+        with common.graph_capture("g"):
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_tuning_inside_a_capture_is_a_clear_error(monkeypatch):
