@@ -76,23 +76,9 @@ def load(name_or_path: str | os.PathLike, device: int | str | torch.device = 0, 
             _release(exc, device)
             raise
     model.eval()
-    if FOLD_PRE_NORMS:
-        fold_pre_norms(model)
     if use_cuda_graph and device.type == "cuda":
         model.use_cuda_graphs()
     return model
-
-
-# Experimental, off: pre-LN LayerNorms folded into the GEMMs after them (fold_pre_norms). Off until
-# measured on the GPU (bench/bench_switch.py fold); on, it keeps a second copy of the folded weights.
-FOLD_PRE_NORMS = False
-
-
-def fold_pre_norms(model: torch.nn.Module) -> int:
-    """Fold every pre-LN LayerNorm of `model` into the GEMM after it (ops' fold_pre_norm): each then
-    costs a statistics pass that reads x once, instead of a LayerNorm that reads it and writes a
-    normalised copy. Returns how many folded. Call after the weights are in place."""
-    return sum(bool(m.fold_pre_norm()) for m in model.modules() if hasattr(m, "fold_pre_norm"))
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:

@@ -188,9 +188,7 @@ def check_linear(rec: Recorder, dtype, quick: bool):
     # (M, K, N, epilogue): CLIP ViT-B/32 b128 and b32, BERT-base b32 and b1, decode rows
     shapes = [(6400, 768, 3072, "quick_gelu"), (9856, 512, 2048, "quick_gelu"), (6400, 3072, 768, "residual"),
               (9856, 512, 512, "residual"), (6400, 768, 2304, None), (1600, 3072, 768, "residual"),
-              (4096, 768, 3072, "gelu"), (128, 768, 2304, None), (64, 3072, 768, "residual"),
-              # a LayerNorm folded in (row_scale); rows chosen so no other shape shares the tuning key
-              (3000, 768, 2304, "norm"), (3000, 512, 2048, "quick_gelu+norm")]
+              (4096, 768, 3072, "gelu"), (128, 768, 2304, None), (64, 3072, 768, "residual")]
     if not quick:
         shapes += [(512, 768, 2048, "gated"), (77, 40, 24, "gelu")]
     for M, K, N, epilogue in shapes:
@@ -201,11 +199,7 @@ def check_linear(rec: Recorder, dtype, quick: bool):
         elif epilogue == "gated":
             kwargs.update(activation="gelu_new", gate_weight=_t(N, K, dtype=dtype))
         elif epilogue:
-            if epilogue.endswith("norm"):
-                kwargs["row_scale"] = _t(M, dtype=torch.float32)
-            activation = epilogue.removesuffix("norm").rstrip("+")
-            if activation:
-                kwargs["activation"] = activation
+            kwargs["activation"] = epilogue
         rec.call(f"linear {M}x{N}x{K} {epilogue} {str(dtype)[6:]}", linear.linear, x, w, b, **kwargs)
 
 

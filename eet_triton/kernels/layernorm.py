@@ -39,15 +39,6 @@ def prune_row_configs(configs, named_args, **kwargs):
 
 
 @triton.jit
-def _row_moments(x, mask, N, eps):
-    """Mean and 1 / sqrt(var + eps) of each row of the fp32 tile x (masked lanes hold 0)."""
-    mean = tl.sum(x, axis=1) / N
-    # masked lanes must not add (0 - mean)^2 to the variance
-    xc = tl.where(mask, x - mean[:, None], 0.0)
-    return mean, tl.rsqrt(tl.sum(xc * xc, axis=1) / N + eps)
-
-
-@triton.jit
 def _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
                     HAS_BIAS: tl.constexpr, UNIT: tl.constexpr):
     """Helper inlined into the kernels: normalise each row of the fp32 tile x [BLOCK_M, BLOCK_N]
@@ -62,8 +53,10 @@ def _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS: tl.constexpr, HAS_
     elif RMS:
         xhat = x * tl.rsqrt(tl.sum(x * x, axis=1) / N + eps)[:, None]
     else:
-        mean, rstd = _row_moments(x, mask, N, eps)
-        xhat = tl.where(mask, x - mean[:, None], 0.0) * rstd[:, None]
+        mean = tl.sum(x, axis=1) / N
+        # masked lanes must not add (0 - mean)^2 to the variance
+        xc = tl.where(mask, x - mean[:, None], 0.0)
+        xhat = xc * tl.rsqrt(tl.sum(xc * xc, axis=1) / N + eps)[:, None]
     if HAS_WEIGHT:
         xhat = xhat * tl.load(w_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
     if HAS_BIAS:
@@ -86,7 +79,7 @@ def _layer_norm_kernel(
     M_BUCKET,  # autotune key only
     stride_xb, stride_xl, stride_rb, stride_rl, stride_yb, stride_yl, stride_sb, stride_sl,
     RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-    UNIT: tl.constexpr, STATS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, PDL: tl.constexpr,
+    UNIT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, PDL: tl.constexpr,
 ):
     """Rows are addressed as [B, L] through two strides per tensor, so sliced views need no copy."""
     wait_for_predecessor(PDL)
@@ -106,13 +99,9 @@ def _layer_norm_kernel(
         s = (x + r.to(tl.float32)).to(s_ptr.dtype.element_ty)
         tl.store(s_ptr + (rb * stride_sb + rl * stride_sl)[:, None] + cols[None, :], s, mask=mask)
         x = s.to(tl.float32)
-    if STATS:
-        # layer_norm_stats: y is [M] fp32, each row's rstd
-        tl.store(y_ptr + rows, _row_moments(x, mask, N, eps)[1], mask=rows < M)
-    else:
-        y = _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS, HAS_WEIGHT, HAS_BIAS, UNIT)
-        tl.store(y_ptr + (rb * stride_yb + rl * stride_yl)[:, None] + cols[None, :], y.to(y_ptr.dtype.element_ty),
-                 mask=mask)
+    y = _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS, HAS_WEIGHT, HAS_BIAS, UNIT)
+    tl.store(y_ptr + (rb * stride_yb + rl * stride_yl)[:, None] + cols[None, :], y.to(y_ptr.dtype.element_ty),
+             mask=mask)
 
 
 _TUNED: dict = {}
@@ -168,37 +157,6 @@ def row_strides(name: str, t: torch.Tensor) -> tuple[int, int]:
     return v.stride(0), v.stride(1)
 
 
-def _rows(x) -> tuple[int, int]:
-    """(N, rows) of x [..., N] (rows = x.numel() // N), once x is checked to be a float tensor whose
-    rows one program can hold."""
-    check_tensor("x", x, ndim=_X_RANKS)
-    n = x.shape[-1]
-    if n > MAX_N:
-        raise ShapeError(f"x: rows of at most {MAX_N} elements are supported, got N={n}; "
-                         "normalise with torch.nn.functional.layer_norm instead")
-    return n, x.numel() // n if n else 0
-
-
-def layer_norm_stats(x, *, eps=1e-5):
-    """Each row's LayerNorm 1 / sqrt(var + eps) for x [..., N]: [rows] fp32 (rows = x.numel() // N),
-    what linear(row_scale=...) needs to apply a folded LayerNorm (see linear._scale_rows). One read of
-    x, no normalised copy written. The same statistics, in the same fp32 arithmetic, as layer_norm."""
-    n, m = _rows(x)
-    stats = torch.empty((m,), dtype=torch.float32, device=x.device)
-    if m == 0:
-        return stats
-    block_n, m_bucket = pow2(n), shape_bucket(m)
-    launch_tuned(
-        _layer_norm_kernel, (block_n, m_bucket, "stats", x.dtype), lambda meta: (cdiv(m, meta["BLOCK_M"]),),
-        x, None, None, None, stats, stats,
-        m, x.shape[-2] if x.dim() >= 2 else 1, n, float(eps), m_bucket,
-        *row_strides("x", x), 0, 0, 0, 0, 0, 0,
-        RMS=False, HAS_WEIGHT=False, HAS_BIAS=False, HAS_RESIDUAL=False, UNIT=False, STATS=True,
-        BLOCK_N=block_n, **pdl_launch_args(x.device),
-    )
-    return stats
-
-
 def l2_normalize(x, *, out=None):
     """x / ||x||_2 along the last dim (CLIP's unit embeddings), the norm in fp32, in one launch.
 
@@ -221,7 +179,8 @@ def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
     out: [..., N] x.dtype or None; may be x itself.
     Returns y [..., N] x.dtype, or (y, s) when residual is given.
     """
-    n, m = _rows(x)
+    check_tensor("x", x, ndim=_X_RANKS)
+    n = x.shape[-1]
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None:
             check_tensor(name, p, ndim=1, shape=(n,))
@@ -234,11 +193,15 @@ def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
         if t is not None:
             check_tensor(name, t, dtypes=(x.dtype,), shape=x.shape)
     check_same_device(x=x, weight=weight, bias=bias, residual=residual, out=out, residual_out=residual_out)
+    if n > MAX_N:
+        raise ShapeError(f"x: rows of at most {MAX_N} elements are supported, got N={n}; "
+                         "normalise with torch.nn.functional.layer_norm instead")
 
     y = torch.empty_like(x, memory_format=torch.contiguous_format) if out is None else out
     s = None
     if residual is not None:
         s = torch.empty_like(x, memory_format=torch.contiguous_format) if residual_out is None else residual_out
+    m = x.numel() // n if n else 0
     if m == 0:
         return y if s is None else (y, s)
 
@@ -256,8 +219,7 @@ def layer_norm(x, weight=None, bias=None, *, eps=1e-5, rms=False, residual=None,
             *row_strides("x", x), *(row_strides("residual", residual) if residual is not None else (0, 0)),
             *row_strides("out", y), *s_strides,
             RMS=bool(rms), HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-            HAS_RESIDUAL=residual is not None, UNIT=_unit, STATS=False, BLOCK_N=block_n,
-            **pdl_launch_args(x.device),
+            HAS_RESIDUAL=residual is not None, UNIT=_unit, BLOCK_N=block_n, **pdl_launch_args(x.device),
         )
 
     if not is_tuned(_layer_norm_kernel, key):

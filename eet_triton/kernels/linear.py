@@ -74,15 +74,6 @@ def _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
-def _scale_rows(acc, row_scale_ptr, rows, row_ok):
-    """acc [BLOCK_M, BLOCK_N] times row_scale[rows]: a pre-LN block's LayerNorm folded into the GEMM
-    that follows it. With W'' = W * gamma, each row centred (rows sum to zero), x W''^T = (x - mean)
-    W''^T, so LN(x) W^T = rstd * (x W''^T) + beta W^T: only the rows' rstd is left for the epilogue
-    (one value a row; a per-column term would cost ~64 registers a thread in the wgmma layout)."""
-    return acc * tl.load(row_scale_ptr + rows, mask=row_ok, other=0.0)[:, None]
-
-
-@triton.jit
 def _finish(
     acc, gate, cols, bias_ptr, gate_bias_ptr, stride_biasn, stride_gate_biasn,
     ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_GATE: tl.constexpr, HAS_GATE_BIAS: tl.constexpr,
@@ -175,15 +166,11 @@ def _store_tile_tma(
 @triton.jit
 def _store_block(
     acc, gate, off_m, off_n, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
-    row_scale_ptr, stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+    stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
     ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_GATE: tl.constexpr, HAS_GATE_BIAS: tl.constexpr,
-    HAS_RESIDUAL: tl.constexpr, HAS_ROW_SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    STORE: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, STORE: tl.constexpr,
 ):  # fmt: skip
     """The TMA kernel's epilogue for one [BLOCK_M, BLOCK_N] block, written the STORE way."""
-    if HAS_ROW_SCALE:
-        rows = off_m + tl.arange(0, BLOCK_M)
-        acc = _scale_rows(acc, row_scale_ptr, rows, rows < M)
     if STORE == "pointer":
         _store_tile(
             acc, gate, off_m, off_n, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
@@ -206,7 +193,7 @@ def _store_block(
 )
 @triton.jit
 def _linear_kernel(
-    x_ptr, w_ptr, gate_w_ptr, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, row_scale_ptr,
+    x_ptr, w_ptr, gate_w_ptr, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
     M, N, K, M_BUCKET,
     stride_biasn, stride_gate_biasn,
     stride_residualm, stride_residualn,
@@ -219,7 +206,6 @@ def _linear_kernel(
     HAS_GATE: tl.constexpr,
     HAS_GATE_BIAS: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr,
-    HAS_ROW_SCALE: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     UPCAST_OPERANDS: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -272,8 +258,6 @@ def _linear_kernel(
                 gate_w_ptrs += BLOCK_K * stride_gate_wk
             x_ptrs += BLOCK_K * stride_xk
             w_ptrs += BLOCK_K * stride_wk
-        if HAS_ROW_SCALE:  # rows and cols wrap onto valid ones: no masks
-            acc = _scale_rows(acc, row_scale_ptr, rows, True)
 
         tile_c += tl.num_programs(0)
         pid_m, pid_n = _tile_coords(tile_c, num_pid_m, num_pid_n, GROUP_M)
@@ -316,12 +300,11 @@ def _tma_main_loop(
 @triton.jit
 def _tma_tile(
     x_desc, w_desc, gate_w_desc, off_m, off_n, k_tiles, M, N,
-    bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, row_scale_ptr,
+    bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
     stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
     ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_GATE: tl.constexpr, HAS_GATE_BIAS: tl.constexpr,
-    HAS_RESIDUAL: tl.constexpr, HAS_ROW_SCALE: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    UPCAST_OPERANDS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    STORE: tl.constexpr,
+    HAS_RESIDUAL: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST_OPERANDS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STORE: tl.constexpr,
 ):  # fmt: skip
     """One [BLOCK_M, BLOCK_N] output block of the TMA kernel, main loop and epilogue."""
     acc, gate = _tma_main_loop(
@@ -330,9 +313,9 @@ def _tma_tile(
     )  # fmt: skip
     _store_block(
         acc, gate, off_m, off_n, M, N,
-        bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, row_scale_ptr,
+        bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
         stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-        ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, HAS_ROW_SCALE, BLOCK_M, BLOCK_N, STORE,
+        ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
     )  # fmt: skip
 
 
@@ -360,8 +343,7 @@ def _set_block_shapes(nargs):
 )
 @triton.jit
 def _linear_tma_kernel(
-    x_desc, w_desc, gate_w_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, row_scale_ptr,
-    residual_desc, y_desc, x_half_desc,
+    x_desc, w_desc, gate_w_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, x_half_desc,
     M, N, K, M_BUCKET,
     stride_biasn, stride_gate_biasn,
     stride_residualm, stride_residualn,
@@ -371,7 +353,6 @@ def _linear_tma_kernel(
     HAS_GATE: tl.constexpr,
     HAS_GATE_BIAS: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr,
-    HAS_ROW_SCALE: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     UPCAST_OPERANDS: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -405,10 +386,10 @@ def _linear_tma_kernel(
             pid_m, pid_n = _tile_coords(pid, num_pid_m, num_pid_n, GROUP_M)
             _tma_tile(
                 x_desc, w_desc, gate_w_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, k_tiles, M, N,
-                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, row_scale_ptr,
+                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
                 stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, HAS_ROW_SCALE, DOT_PRECISION,
-                UPCAST_OPERANDS, BLOCK_M, BLOCK_N, BLOCK_K, STORE,
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, DOT_PRECISION, UPCAST_OPERANDS,
+                BLOCK_M, BLOCK_N, BLOCK_K, STORE,
             )  # fmt: skip
         else:
             half = pid - num_whole
@@ -416,10 +397,10 @@ def _linear_tma_kernel(
             # masked pointer stores: the TMA store descriptors are shaped for whole tiles
             _tma_tile(
                 x_half_desc, w_desc, gate_w_desc, pid_m * BLOCK_M + (half % 2) * (BLOCK_M // 2), pid_n * BLOCK_N,
-                k_tiles, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, row_scale_ptr,
+                k_tiles, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
                 stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, HAS_ROW_SCALE, DOT_PRECISION,
-                UPCAST_OPERANDS, BLOCK_M // 2, BLOCK_N, BLOCK_K, "pointer",
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, DOT_PRECISION, UPCAST_OPERANDS,
+                BLOCK_M // 2, BLOCK_N, BLOCK_K, "pointer",
             )  # fmt: skip
     else:
         tile_c = tl.program_id(0) - tl.num_programs(0)
@@ -434,9 +415,9 @@ def _linear_tma_kernel(
             pid_m, pid_n = _tile_coords(tile_c, num_pid_m, num_pid_n, GROUP_M)
             _store_block(
                 acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
-                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, row_scale_ptr,
+                bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
                 stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, HAS_ROW_SCALE, BLOCK_M, BLOCK_N, STORE,
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
             )  # fmt: skip
 
 
@@ -516,9 +497,8 @@ def linear(
     gate_weight: torch.Tensor | None = None,
     gate_bias: torch.Tensor | None = None,
     out: torch.Tensor | None = None,
-    row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """y = act(row_scale * (x @ weight.T) + bias) [* (x @ gate_weight.T + gate_bias)] [+ residual]
+    """y = act(x @ weight.T + bias) [* (x @ gate_weight.T + gate_bias)] [+ residual]
 
     x: [..., K] fp16/bf16/fp32, any leading dims; rows may be strided (leading dims that
         cannot be flattened into one row stride are copied first).
@@ -528,9 +508,6 @@ def linear(
     activation: a name in ACTIVATIONS (HuggingFace spellings welcome) or None.
     out: [..., N] buffer to write into (may be `residual` itself, for an in-place residual add;
         must not overlap x or the weights).
-    row_scale: [rows] fp32 (rows = x.numel() // K) or None: each row's product scaled before the bias.
-        With layernorm.layer_norm_stats(x) (each row's rstd) and weight = W * gamma with each row
-        centred, bias = b + W @ beta, it is LayerNorm(x) @ W.T + b (see _scale_rows). Not with gate_weight.
     All tensors share x's dtype and device (the current CUDA device).
 
     The first call for a (rows rounded up to a power of two, N, K, gated, dtype) combination tunes
@@ -565,20 +542,13 @@ def linear(
         check_tensor("gate_bias", gate_bias, ndim=1, shape=(N,))
     if residual is not None:
         check_tensor("residual", residual, shape=(*lead, N))
-    if row_scale is not None:
-        if gate_weight is not None:
-            raise ShapeError("row_scale: not supported with gate_weight")
-        check_tensor("row_scale", row_scale, ndim=1, dtypes=(torch.float32,), shape=(x.numel() // K if K else 0,))
-        if row_scale.stride(0) != 1 and row_scale.numel() > 1:
-            raise ShapeError("row_scale: must be contiguous")
     if out is not None:
         check_tensor("out", out, shape=(*lead, N))
     check_same_dtype(
         x=x, weight=weight, bias=bias, gate_weight=gate_weight, gate_bias=gate_bias, residual=residual, out=out
     )
     check_same_device(
-        x=x, weight=weight, bias=bias, gate_weight=gate_weight, gate_bias=gate_bias, residual=residual, out=out,
-        row_scale=row_scale,
+        x=x, weight=weight, bias=bias, gate_weight=gate_weight, gate_bias=gate_bias, residual=residual, out=out
     )
 
     if out is None:
@@ -624,7 +594,6 @@ def linear(
             HAS_GATE=gate_weight is not None,
             HAS_GATE_BIAS=gate_bias is not None,
             HAS_RESIDUAL=residual is not None,
-            HAS_ROW_SCALE=row_scale is not None,
             DOT_PRECISION="ieee" if x.dtype == torch.float32 else "tf32",
             UPCAST_OPERANDS=INTERPRET,
             **pdl_launch_args(x.device),
@@ -635,7 +604,6 @@ def linear(
             gate_bias if gate_bias is not None else x2,
             r2 if r2 is not None else y,
             y,
-            row_scale if row_scale is not None else y,
             M, N, K, shape_bucket(M),
             bias.stride(0) if bias is not None else 0,
             gate_bias.stride(0) if gate_bias is not None else 0,
@@ -654,7 +622,7 @@ def linear(
             operands = [TensorDescriptor.from_tensor(t, b) for t, b in ((x2, x_block), (weight, w_block), (gate_w, w_block))]
             x_half_desc = TensorDescriptor.from_tensor(x2, [x_block[0] // 2, x_block[1]])  # TAIL's half tiles
             strides = ()
-            shared = (*shared[:5], residual_desc, y_desc, x_half_desc, *shared[5:])  # after the pointers, the descriptors
+            shared = (*shared[:4], residual_desc, y_desc, x_half_desc, *shared[4:])  # after the pointers, the descriptors
         else:
             operands = [x2, weight, gate_w]
             strides = (*x2.stride(), *weight.stride(), *gate_w.stride())

@@ -21,7 +21,6 @@ from torch import nn
 from eet_triton.errors import ShapeError, UnsupportedModelError
 from eet_triton.kernels._common import check_same_device, check_same_dtype
 from eet_triton.kernels.attention import attention
-from eet_triton.kernels.layernorm import layer_norm_stats
 from eet_triton.kernels.linear import linear
 from eet_triton.ops._base import EETOp, as_param, copy_of, empty, module_placement, unsupported
 from eet_triton.ops.layernorm import EETLayerNorm
@@ -64,24 +63,6 @@ class _Attention(EETOp):
 
     def _normed_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x) if self.norm_position == "pre" else x
-
-    def fold_pre_norm(self) -> bool:
-        """Fold a pre-LN LayerNorm into the QKV GEMM (EETLayerNorm.fold_into): forward then reads
-        the raw input and each row's rstd, and writes no normalised copy. Keeps the original
-        parameters (the folded copies are extra memory). Returns whether it folded: only a pre-LN
-        LayerNorm before a QKV projection (self attention) folds."""
-        qkv_weight = getattr(self, "qkv_weight", None)
-        if self.norm_position != "pre" or self.norm.rms or qkv_weight is None:
-            return False
-        self._folded_qkv = self.norm.fold_into(qkv_weight, self.qkv_bias)
-        return True
-
-    def _project_in(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, L, hidden] -> [B, L, 3 * H * D]: the fused QKV GEMM, the pre-LN folded in when it was."""
-        folded = getattr(self, "_folded_qkv", None)
-        if folded is not None:
-            return linear(x, *folded, row_scale=layer_norm_stats(x, eps=self.norm.eps))
-        return linear(self._normed_input(x), self.qkv_weight, self.qkv_bias)
 
     def _attend(self, q, k, v, key_padding_mask, causal: bool) -> torch.Tensor:
         return attention(q, k, v, scale=self.scale, causal=causal, key_padding_mask=key_padding_mask,
@@ -189,7 +170,8 @@ class EETSelfAttention(_Attention):
     def _qkv(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v [B, L, H, D]: strided views of one GEMM's [B, L, 3, H, D] output."""
         batch, length, _ = hidden_states.shape
-        qkv = self._project_in(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
+        h = self._normed_input(hidden_states)
+        qkv = linear(h, self.qkv_weight, self.qkv_bias).view(batch, length, 3, self.num_heads, self.head_dim)
         return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

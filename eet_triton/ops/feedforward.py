@@ -9,7 +9,6 @@ from torch import nn
 
 from eet_triton.errors import ShapeError, UnsupportedModelError
 from eet_triton.kernels._common import check_same_device, check_same_dtype
-from eet_triton.kernels.layernorm import layer_norm_stats
 from eet_triton.kernels.linear import canonical_activation, linear
 from eet_triton.ops._base import EETOp, as_param, copy_of, empty, module_placement, unsupported
 from eet_triton.ops.layernorm import EETLayerNorm
@@ -136,24 +135,11 @@ class EETFeedforward(EETOp):
                    norm=None if norm is None else EETLayerNorm.from_torch(norm, dtype, device),
                    norm_position=norm_position, residual=residual)
 
-    def fold_pre_norm(self) -> bool:
-        """Fold a pre-LN LayerNorm into the up GEMM (EETLayerNorm.fold_into): forward then reads the
-        raw input and each row's rstd, and writes no normalised copy. Keeps the original parameters
-        (the folded copies are extra memory). Returns whether it folded: pre-LN LayerNorm, ungated."""
-        if self.norm_position != "pre" or self.norm.rms or self.gate_weight is not None:
-            return False
-        self._folded_up = self.norm.fold_into(self.up_weight, self.up_bias)
-        return True
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_hidden("x", x, self.hidden_size, ndim=tuple(range(2, 9)))
-        folded = getattr(self, "_folded_up", None)
-        if folded is not None:
-            inner = linear(x, *folded, activation=self.activation, row_scale=layer_norm_stats(x, eps=self.norm.eps))
-        else:
-            h = self.norm(x) if self.norm_position == "pre" else x
-            inner = linear(h, self.up_weight, self.up_bias, activation=self.activation,
-                           gate_weight=self.gate_weight, gate_bias=self.gate_bias)
+        h = self.norm(x) if self.norm_position == "pre" else x
+        inner = linear(h, self.up_weight, self.up_bias, activation=self.activation, gate_weight=self.gate_weight,
+                       gate_bias=self.gate_bias)
         # residual in the down GEMM's epilogue, also for post-LN: cheaper than layer_norm(residual=),
         # which would write the sum as a second output nobody reads
         y = linear(inner, self.down_weight, self.down_bias, residual=x if self.residual else None)

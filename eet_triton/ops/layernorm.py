@@ -64,22 +64,5 @@ class EETLayerNorm(EETOp):
             self._check_hidden("residual", residual, self.hidden_size, ndim=x.dim())
         return layer_norm(x, self.weight, self.bias, eps=self.eps, rms=self.rms, residual=residual)
 
-    def fold_into(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        """(weight'', bias'') of the GEMM that follows this LayerNorm, for it to take the raw x and
-        row_scale = layer_norm_stats(x) instead (kernels.linear._scale_rows): weight * gamma with each
-        row centred, bias + weight @ beta. Computed in float64, rounded once to weight's dtype.
-        A new pair: the caller's tensors are untouched. LayerNorm only: an RMSNorm subtracts no mean,
-        so centring the rows would change what it computes."""
-        if self.rms:
-            raise ValueError("EETLayerNorm.fold_into: an RMSNorm subtracts no mean, so it cannot fold this way; "
-                             "only a LayerNorm folds")
-        w = weight.double() * self.weight.double()
-        folded_w = (w - w.mean(1, keepdim=True)).to(weight.dtype)
-        folded_b = bias.double() if bias is not None else None
-        if self.bias is not None:
-            shift = weight.double() @ self.bias.double()
-            folded_b = shift if folded_b is None else folded_b + shift
-        return folded_w.contiguous(), None if folded_b is None else folded_b.to(weight.dtype)
-
     def extra_repr(self) -> str:
         return f"{self.hidden_size}, eps={self.eps}, rms={self.rms}, bias={self.bias is not None}"

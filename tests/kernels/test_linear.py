@@ -498,38 +498,3 @@ def test_tuning_does_not_overtake_queued_work(monkeypatch):
         assert torch.equal(seen.cpu(), before), "a tuning launch wrote `out` before work queued earlier read it"
     assert_oracle(out, _torch_linear(x, w, b, dtype=torch.float32), _torch_linear(x, w, b, dtype=torch.float16))
 
-
-def fold_layer_norm(weight, bias, gamma, beta):
-    """weight * gamma with each row centred (rows sum to zero), bias + weight @ beta: the weights of a
-    GEMM that takes the raw x and row_scale = layer_norm_stats(x) (see linear._scale_rows)."""
-    w = weight.double() * gamma.double()
-    return (w - w.mean(1, keepdim=True)).to(weight.dtype), (bias.double() + weight.double() @ beta.double()).to(bias.dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("activation", [None, "quick_gelu"])
-def test_folded_layer_norm(dtype, activation, device, path):
-    """row_scale: a pre-LN block's LayerNorm folded into the GEMM that follows it, against LayerNorm
-    then the GEMM. x's mean is far from zero (3 against a spread of 1.7): the centred weights must
-    cancel it inside the dot."""
-    from eet_triton.kernels.layernorm import layer_norm_stats
-
-    M, K, N = 37, 48, 40
-    x = (torch.randn(M, K, device=device) * 1.7 + 3).to(dtype)
-    w, b = _inputs((1,), K, N, dtype, device)[1:]
-    gamma = (torch.randn(K, device=device) * 0.3 + 1).to(dtype)
-    beta = (torch.randn(K, device=device) * 0.1).to(dtype)
-    folded_w, folded_b = fold_layer_norm(w, b, gamma, beta)
-    outs = [linear(x, folded_w, folded_b, activation=activation, out=nan_like(x.new_empty(M, N)),
-                   row_scale=layer_norm_stats(x)) for _ in range(2)]
-    assert torch.equal(outs[0], outs[1]), "two runs differ"
-
-    def unfolded(dt):
-        h = F.layer_norm(x.to(dt), (K,), gamma.to(dt), beta.to(dt), 1e-5)
-        return _TORCH_ACT[canonical_activation(activation)](F.linear(h, w.to(dt), b.to(dt)))
-
-    assert_oracle(outs[0], unfolded(torch.float64), unfolded(dtype))
-    with pytest.raises(ShapeError, match="row_scale"):
-        linear(x, folded_w, row_scale=layer_norm_stats(x)[:-1])
-    with pytest.raises(ShapeError, match="gate"):
-        linear(x, folded_w, gate_weight=folded_w, row_scale=layer_norm_stats(x))

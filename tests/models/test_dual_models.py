@@ -69,23 +69,3 @@ def test_towers_from_sub_config_maps(name, towers, device):
     # CLIP text pools at the end-of-text token; BERT's tower keeps its dense pooler (as AutoModel builds it)
     assert (model.text_model.pooler is not None) == (towers[0] == "BertModel")
 
-
-
-@pytest.mark.parametrize("dtype,text_batch,image_batch,length", CASES)
-def test_clip_with_pre_norms_folded(dtype, text_batch, image_batch, length, device, monkeypatch):
-    """eet_triton.api.FOLD_PRE_NORMS (experimental): every pre-LN LayerNorm of both towers folded
-    into the GEMM after it; the model still matches transformers."""
-    import eet_triton.api
-
-    monkeypatch.setattr(eet_triton.api, "FOLD_PRE_NORMS", True)
-    folder = checkpoint(CLIPModel, clip_config(), key="CLIPModel")
-    model = eet_triton.load(folder, device=device, dtype=dtype)
-    layers = model.spec.text.num_layers + model.spec.vision.num_layers
-    assert sum(getattr(m, "_folded_qkv", None) is not None or getattr(m, "_folded_up", None) is not None
-               for m in model.modules()) == 2 * layers
-    inputs = text_inputs(text_batch, length, pad_id=1, padded=True, eos=CLIP_EOS)
-    inputs = to({**inputs, **image_inputs(image_batch)}, device)
-    ours = model(**inputs)
-    ref = run_hf(hf_model(CLIPModel, folder, torch.float64).to(device), inputs)
-    base = run_hf(hf_model(CLIPModel, folder, dtype).to(device), inputs)
-    assert_matches(ours, ref, base, valid=inputs["attention_mask"].bool().cpu())
