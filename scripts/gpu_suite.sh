@@ -22,11 +22,11 @@ print(f"gpu={torch.cuda.get_device_name()} torch={torch.__version__} triton={tri
 PY
 
 if [ "$what" = all ] || [ "$what" = tests ]; then
-    # 8 processes (pytest-xdist, when installed): ~330 s cold on an H100. With 14-15 processes
-    # two tuning captures failed on 2026-12-06 (RESULTS.md): the likely cause is a full card, as
-    # torch's allocator answers a failed cudaMalloc inside a capture by freeing cached blocks
-    # (cudaFree), which invalidates the capture (pytorch issue 159594); so stay at 8. -v names
-    # every test as it ends, so a run cut short by the device call's limit still names its failures.
+    # 8 processes (pytest-xdist, when installed): ~400 s cold on an H100. The tuning-capture failures
+    # of 2026-12-06 (RESULTS.md) came from Python's GC finalising a CUDA graph mid-capture, now
+    # paused during captures (kernels._common.gc_paused); 12 processes ran two test files clean after
+    # that, but 8 is the count a full run has passed with. -v names every test as it ends, so a run
+    # cut short by the device call's limit still names its failures.
     procs=()
     python3 -c "import xdist" 2>/dev/null && procs=(-n "${EET_TEST_PROCS:-8}")
     python3 -m pytest -v -rf -p no:cacheprovider "${procs[@]}" tests "$@" > "$OUT/tests.log" 2>&1
