@@ -102,9 +102,9 @@ def throughput_table(results: dict[str, BenchResult]) -> str:
 
 def parse_only(text: str | None) -> dict[str, tuple[int, ...]]:
     """'bert:32,clip:1,clip:128' -> {'bert': (32,), 'clip': (1, 128)}; None -> every model and batch."""
-    if not text:
-        return {"clip": CLIP_BATCHES, "bert": BERT_BATCHES}
     known = {"clip": CLIP_BATCHES, "bert": BERT_BATCHES}
+    if not text:
+        return known
     chosen: dict[str, list[int]] = {}
     for item in text.split(","):
         kind, _, batch = item.strip().partition(":")
