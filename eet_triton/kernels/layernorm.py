@@ -51,12 +51,14 @@ def _normalize_rows(x, mask, cols, N, eps, w_ptr, b_ptr, RMS: tl.constexpr, HAS_
         norm = tl.sqrt_rn(tl.sum(x * x, axis=1))
         xhat = tl.div_rn(x, tl.where(tl.sum(mask.to(tl.int32), axis=1) > 0, norm, 1.0)[:, None])
     elif RMS:
-        xhat = x * tl.rsqrt(tl.sum(x * x, axis=1) / N + eps)[:, None]
+        var = tl.sum(x * x, axis=1) / N
+        xhat = x * tl.rsqrt(var + eps)[:, None]
     else:
         mean = tl.sum(x, axis=1) / N
         # masked lanes must not add (0 - mean)^2 to the variance
         xc = tl.where(mask, x - mean[:, None], 0.0)
-        xhat = xc * tl.rsqrt(tl.sum(xc * xc, axis=1) / N + eps)[:, None]
+        var = tl.sum(xc * xc, axis=1) / N
+        xhat = xc * tl.rsqrt(var + eps)[:, None]
     if HAS_WEIGHT:
         xhat = xhat * tl.load(w_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
     if HAS_BIAS:
