@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python3 bench/sweep_linear.py [--shapes issue|models|all|focus] [--tma-only]
         [--epilogue gelu|quick_gelu|none|residual] [--stores pointer,tma,tma_split] [--extra] [--only NAMES]
+        [--n 768,3072]
 
 For each shape (fp16; epilogue: bias + gelu (default), bias only, or bias + residual) and each
 config of tuning/linear.yaml (pointer kernel) and tuning/linear_tma.yaml (TMA kernel; with --extra
@@ -46,10 +47,11 @@ FOCUS = {
 }
 
 
-def _tma_config(block_m, block_n, block_k, warps, stages, store="pointer", occupancy=1, tail=False, maxnreg=None):
+def _tma_config(block_m, block_n, block_k, warps, stages, store="pointer", occupancy=1, tail=False, maxnreg=None,
+                extra_n=0):
     return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8, "FLATTEN": False,
-                          "OCCUPANCY": occupancy, "STORE": store, "TAIL": tail}, num_warps=warps, num_stages=stages,
-                         maxnreg=maxnreg)
+                          "OCCUPANCY": occupancy, "STORE": store, "TAIL": tail, "EXTRA_N": extra_n},
+                         num_warps=warps, num_stages=stages, maxnreg=maxnreg)
 
 
 # Candidates the YAML lacks (two of the first sweep's are in it now: 128x128x64 w4 s2, 128x128x32 w4 s4),
@@ -83,6 +85,14 @@ EXTRA_TMA = [
     _tma_config(128, 128, 32, 4, 3, "tma_split", occupancy=3, maxnreg=168),
     _tma_config(128, 128, 32, 4, 3, "tma_split", occupancy=3, tail=True, maxnreg=168),
     _tma_config(128, 64, 64, 4, 3, occupancy=3),
+    # 192-wide tiles as two dots (128 + 64 columns) sharing each x tile, 8 warps (two warpgroups
+    # along M: m64n128 + m64n64 wgmma), one program per SM (40 KB a stage): 4096 x 768 outputs in
+    # 128 tiles, one round on 132 SMs, against 192 128x128 tiles (linear run 11).
+    _tma_config(128, 128, 64, 8, 4, extra_n=64),
+    _tma_config(128, 128, 64, 8, 3, extra_n=64),
+    _tma_config(128, 128, 64, 8, 4, "tma_split", extra_n=64),
+    _tma_config(128, 128, 64, 8, 3, "tma_split", extra_n=64),
+    _tma_config(128, 128, 64, 8, 5, "tma_split", extra_n=64),
 ]
 
 
@@ -97,7 +107,8 @@ def describe(config):
     occupancy = f" {c['OCCUPANCY']}/SM" if c.get("OCCUPANCY", 1) > 1 else ""
     tail = " tail" if c.get("TAIL") else ""
     cap = f" r{config.maxnreg}" if getattr(config, "maxnreg", None) else ""
-    return (f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}"
+    width = f"{c['BLOCK_N']}+{c['EXTRA_N']}" if c.get("EXTRA_N") else f"{c['BLOCK_N']}"
+    return (f"{c['BLOCK_M']}x{width}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}"
             f"{store}{tail}{cap}")
 
 
@@ -118,10 +129,13 @@ def main():
     parser.add_argument("--extra", action="store_true", help="also time EXTRA_TMA (TMA kernel)")
     parser.add_argument("--only", default="", help="comma-separated config names (as printed): time only those")
     parser.add_argument("--stores", default="", help="comma-separated STORE values to try on every TMA config")
+    parser.add_argument("--n", default="", help="comma-separated N values: only the shapes with these")
     args = parser.parse_args()
     stores = [v for v in args.stores.split(",") if v]
     activation = args.epilogue if args.epilogue in ("gelu", "quick_gelu") else None
     shapes = {"issue": ISSUE, "models": MODELS, "all": ISSUE + MODELS, "focus": FOCUS[args.epilogue]}[args.shapes]
+    if args.n:
+        shapes = [s for s in shapes if str(s[2]) in args.n.split(",")]
     print(f"# {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}, fp16, epilogue {args.epilogue}")
     summary = []
     failed = set()
@@ -154,7 +168,8 @@ def main():
                 configs = [c for c in configs if describe(c) in args.only.split(",")]
             if use_tma and stores:
                 configs = [
-                    triton.Config({**c.kwargs, "STORE": v}, num_warps=c.num_warps, num_stages=c.num_stages)
+                    triton.Config({**c.kwargs, "STORE": v}, num_warps=c.num_warps, num_stages=c.num_stages,
+                                  maxnreg=c.maxnreg)
                     for c in configs for v in stores
                 ]
             for config in configs:

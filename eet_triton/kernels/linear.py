@@ -47,13 +47,16 @@ def _prune_configs(configs, named_args, **kwargs):
     sms = _num_programs(torch.device("cuda"))
 
     def fits(c):
-        block_m, block_n = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]
-        tiles = triton.cdiv(m_bucket, block_m) * triton.cdiv(n, block_n)
+        block_m, block_n, extra_n = c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs.get("EXTRA_N", 0)
+        tiles = triton.cdiv(m_bucket, block_m) * triton.cdiv(n, block_n + extra_n)
         return (
             block_m <= max(m_bucket, 16)
-            and block_n <= max(triton.next_power_of_2(n), 16)
+            and block_n + extra_n <= max(triton.next_power_of_2(n), 16)
             and c.kwargs["BLOCK_K"] <= max(triton.next_power_of_2(k), 16)
-            and accumulators * block_m * block_n <= _ACC_REGS_PER_THREAD * 32 * c.num_warps
+            and accumulators * block_m * (block_n + extra_n) <= _ACC_REGS_PER_THREAD * 32 * c.num_warps
+            # a wide tile only where it divides N (elsewhere its last column of tiles is part padding)
+            # and never beside a gate (four accumulators)
+            and (not extra_n or (n % (block_n + extra_n) == 0 and accumulators == 1))
             and (c.kwargs.get("OCCUPANCY", 1) == 1 or tiles > sms)
             # TAIL splits only past one round (here judged at the bucket's M, which is at least M)
             and (not c.kwargs.get("TAIL") or (not PERSISTENT and tiles > sms * c.kwargs.get("OCCUPANCY", 1)))
@@ -165,12 +168,15 @@ def _store_tile_tma(
 
 @triton.jit
 def _store_block(
-    acc, gate, off_m, off_n, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
+    acc, gate, extra, off_m, off_n, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
     stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
     ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_GATE: tl.constexpr, HAS_GATE_BIAS: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, STORE: tl.constexpr,
+    EXTRA_N: tl.constexpr,
 ):  # fmt: skip
-    """The TMA kernel's epilogue for one [BLOCK_M, BLOCK_N] block, written the STORE way."""
+    """The TMA kernel's epilogue for one [BLOCK_M, BLOCK_N] block, written the STORE way, and with
+    EXTRA_N for the [BLOCK_M, EXTRA_N] block `extra` right of it (by pointer, or by TMA through the
+    descriptors of tma_split, whose halves are EXTRA_N wide)."""
     if STORE == "pointer":
         _store_tile(
             acc, gate, off_m, off_n, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
@@ -183,6 +189,20 @@ def _store_block(
             stride_biasn, stride_gate_biasn, ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL,
             BLOCK_M, BLOCK_N, STORE == "tma_split",
         )  # fmt: skip
+    if EXTRA_N > 0:
+        tl.static_assert(not HAS_GATE, "EXTRA_N: no gate (the prune drops such configs)")
+        if STORE == "pointer":
+            _store_tile(
+                extra, extra, off_m, off_n + BLOCK_N, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr,
+                stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, EXTRA_N,
+            )  # fmt: skip
+        else:
+            tl.static_assert(STORE == "tma_split" and 2 * EXTRA_N == BLOCK_N, "EXTRA_N by TMA: tma_split halves")
+            _store_part_tma(
+                extra, extra, off_m, off_n + BLOCK_N, N, bias_ptr, gate_bias_ptr, residual_desc, y_desc,
+                stride_biasn, stride_gate_biasn, ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, EXTRA_N,
+            )  # fmt: skip
 
 
 @autotune(
@@ -271,17 +291,20 @@ def _linear_kernel(
 
 @triton.jit
 def _tma_main_loop(
-    x_desc, w_desc, gate_w_desc, off_m, off_n, k_tiles,
+    x_desc, w_desc, gate_w_desc, w_extra_desc, off_m, off_n, k_tiles,
     HAS_GATE: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST_OPERANDS: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EXTRA_N: tl.constexpr,
 ):  # fmt: skip
     """fp32 accumulators [BLOCK_M, BLOCK_N] of x W^T (and x Wg^T when HAS_GATE) for the block at
-    (off_m, off_n); x_desc's block is [BLOCK_M, BLOCK_K]."""
+    (off_m, off_n), and with EXTRA_N the [BLOCK_M, EXTRA_N] block right of it (columns off_n +
+    BLOCK_N ...); x_desc's block is [BLOCK_M, BLOCK_K]. Unused accumulators come back as `acc`."""
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    gate = acc
+    extra = acc
     if HAS_GATE:
         gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    else:
-        gate = acc
+    if EXTRA_N > 0:
+        extra = tl.zeros((BLOCK_M, EXTRA_N), dtype=tl.float32)
     for k in range(k_tiles):
         x = x_desc.load([off_m, k * BLOCK_K])
         w = w_desc.load([off_n, k * BLOCK_K])
@@ -294,28 +317,34 @@ def _tma_main_loop(
             if UPCAST_OPERANDS:
                 gate_w = gate_w.to(tl.float32)
             gate = tl.dot(x, gate_w.T, gate, input_precision=DOT_PRECISION)
-    return acc, gate
+        if EXTRA_N > 0:
+            w_extra = w_extra_desc.load([off_n + BLOCK_N, k * BLOCK_K])
+            if UPCAST_OPERANDS:
+                w_extra = w_extra.to(tl.float32)
+            extra = tl.dot(x, w_extra.T, extra, input_precision=DOT_PRECISION)
+    return acc, gate, extra
 
 
 @triton.jit
 def _tma_tile(
-    x_desc, w_desc, gate_w_desc, off_m, off_n, k_tiles, M, N,
+    x_desc, w_desc, gate_w_desc, w_extra_desc, off_m, off_n, k_tiles, M, N,
     bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
     stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
     ACTIVATION: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_GATE: tl.constexpr, HAS_GATE_BIAS: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST_OPERANDS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, STORE: tl.constexpr,
+    EXTRA_N: tl.constexpr,
 ):  # fmt: skip
-    """One [BLOCK_M, BLOCK_N] output block of the TMA kernel, main loop and epilogue."""
-    acc, gate = _tma_main_loop(
-        x_desc, w_desc, gate_w_desc, off_m, off_n, k_tiles,
-        HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M, BLOCK_N, BLOCK_K,
+    """One [BLOCK_M, BLOCK_N + EXTRA_N] output block of the TMA kernel, main loop and epilogue."""
+    acc, gate, extra = _tma_main_loop(
+        x_desc, w_desc, gate_w_desc, w_extra_desc, off_m, off_n, k_tiles,
+        HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M, BLOCK_N, BLOCK_K, EXTRA_N,
     )  # fmt: skip
     _store_block(
-        acc, gate, off_m, off_n, M, N,
+        acc, gate, extra, off_m, off_n, M, N,
         bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
         stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-        ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
+        ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE, EXTRA_N,
     )  # fmt: skip
 
 
@@ -330,6 +359,7 @@ def _set_block_shapes(nargs):
     nargs["x_half_desc"].block_shape = [nargs["BLOCK_M"] // 2, nargs["BLOCK_K"]]
     nargs["w_desc"].block_shape = [nargs["BLOCK_N"], nargs["BLOCK_K"]]
     nargs["gate_w_desc"].block_shape = [nargs["BLOCK_N"], nargs["BLOCK_K"]]
+    nargs["w_extra_desc"].block_shape = [nargs.get("EXTRA_N") or nargs["BLOCK_N"], nargs["BLOCK_K"]]
     nargs["residual_desc"].block_shape = _out_block(nargs)
     nargs["y_desc"].block_shape = _out_block(nargs)
 
@@ -343,7 +373,7 @@ def _set_block_shapes(nargs):
 )
 @triton.jit
 def _linear_tma_kernel(
-    x_desc, w_desc, gate_w_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, x_half_desc,
+    x_desc, w_desc, gate_w_desc, w_extra_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, x_half_desc,
     M, N, K, M_BUCKET,
     stride_biasn, stride_gate_biasn,
     stride_residualm, stride_residualn,
@@ -364,14 +394,18 @@ def _linear_tma_kernel(
     STORE: tl.constexpr,
     PDL: tl.constexpr,
     TAIL: tl.constexpr = False,
+    EXTRA_N: tl.constexpr = 0,
 ):  # fmt: skip
     wait_for_predecessor(PDL)
     # The Hopper path: x and W tiles arrive by the bulk tensor copy engine (TMA), which zero-fills
     # outside the tensors, so the K loop needs no masks and no address arithmetic. Same persistent
     # walk and epilogue as _linear_kernel. (0-14 % faster than the pointer kernel on the same
     # config, up to 27 % at M=64 with K >= 2048: H200, linear run 5 in bench/NOTES.md.)
+    # EXTRA_N: tiles BLOCK_N + EXTRA_N wide, as two dots sharing each x tile (Triton's blocks are
+    # powers of two; a 192-wide tile is 128 + 64). See the YAML for what it bought.
+    TILE_N: tl.constexpr = BLOCK_N + EXTRA_N
     num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
+    num_pid_n = tl.cdiv(N, TILE_N)
     num_tiles = num_pid_m * num_pid_n
     k_tiles = tl.cdiv(K, BLOCK_K)
     if TAIL:
@@ -385,39 +419,40 @@ def _linear_tma_kernel(
         if pid < num_whole:
             pid_m, pid_n = _tile_coords(pid, num_pid_m, num_pid_n, GROUP_M)
             _tma_tile(
-                x_desc, w_desc, gate_w_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, k_tiles, M, N,
+                x_desc, w_desc, gate_w_desc, w_extra_desc, pid_m * BLOCK_M, pid_n * TILE_N, k_tiles, M, N,
                 bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
                 stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
                 ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, DOT_PRECISION, UPCAST_OPERANDS,
-                BLOCK_M, BLOCK_N, BLOCK_K, STORE,
+                BLOCK_M, BLOCK_N, BLOCK_K, STORE, EXTRA_N,
             )  # fmt: skip
         else:
             half = pid - num_whole
             pid_m, pid_n = _tile_coords(num_whole + half // 2, num_pid_m, num_pid_n, GROUP_M)
             # masked pointer stores: the TMA store descriptors are shaped for whole tiles
             _tma_tile(
-                x_half_desc, w_desc, gate_w_desc, pid_m * BLOCK_M + (half % 2) * (BLOCK_M // 2), pid_n * BLOCK_N,
+                x_half_desc, w_desc, gate_w_desc, w_extra_desc, pid_m * BLOCK_M + (half % 2) * (BLOCK_M // 2),
+                pid_n * TILE_N,
                 k_tiles, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
                 stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
                 ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, DOT_PRECISION, UPCAST_OPERANDS,
-                BLOCK_M // 2, BLOCK_N, BLOCK_K, "pointer",
+                BLOCK_M // 2, BLOCK_N, BLOCK_K, "pointer", EXTRA_N,
             )  # fmt: skip
     else:
         tile_c = tl.program_id(0) - tl.num_programs(0)
         for tile in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=FLATTEN):
             pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
-            acc, gate = _tma_main_loop(
-                x_desc, w_desc, gate_w_desc, pid_m * BLOCK_M, pid_n * BLOCK_N, k_tiles,
-                HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M, BLOCK_N, BLOCK_K,
+            acc, gate, extra = _tma_main_loop(
+                x_desc, w_desc, gate_w_desc, w_extra_desc, pid_m * BLOCK_M, pid_n * TILE_N, k_tiles,
+                HAS_GATE, DOT_PRECISION, UPCAST_OPERANDS, BLOCK_M, BLOCK_N, BLOCK_K, EXTRA_N,
             )  # fmt: skip
 
             tile_c += tl.num_programs(0)
             pid_m, pid_n = _tile_coords(tile_c, num_pid_m, num_pid_n, GROUP_M)
             _store_block(
-                acc, gate, pid_m * BLOCK_M, pid_n * BLOCK_N, M, N,
+                acc, gate, extra, pid_m * BLOCK_M, pid_n * TILE_N, M, N,
                 bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
                 stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
-                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE,
+                ACTIVATION, HAS_BIAS, HAS_GATE, HAS_GATE_BIAS, HAS_RESIDUAL, BLOCK_M, BLOCK_N, STORE, EXTRA_N,
             )  # fmt: skip
 
 
@@ -581,7 +616,7 @@ def linear(
         def grid(meta):
             # One program per tile (plus one per split tile under TAIL), or on a persistent grid
             # OCCUPANCY (TMA configs) programs per SM.
-            tiles = triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])
+            tiles = triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"] + meta.get("EXTRA_N", 0))
             slots = programs * meta.get("OCCUPANCY", 1)
             if PERSISTENT:
                 return (min(tiles, slots),)
@@ -619,7 +654,11 @@ def linear(
             out_block = _out_block({"BLOCK_M": x_block[0], "BLOCK_N": w_block[0], "STORE": config.get("STORE")})
             y_desc = TensorDescriptor.from_tensor(y, out_block)
             residual_desc = TensorDescriptor.from_tensor(r2, out_block) if r2 is not None else y_desc
-            operands = [TensorDescriptor.from_tensor(t, b) for t, b in ((x2, x_block), (weight, w_block), (gate_w, w_block))]
+            w_extra_block = [config.get("EXTRA_N") or w_block[0], w_block[1]]
+            operands = [
+                TensorDescriptor.from_tensor(t, b)
+                for t, b in ((x2, x_block), (weight, w_block), (gate_w, w_block), (weight, w_extra_block))
+            ]
             x_half_desc = TensorDescriptor.from_tensor(x2, [x_block[0] // 2, x_block[1]])  # TAIL's half tiles
             strides = ()
             shared = (*shared[:4], residual_desc, y_desc, x_half_desc, *shared[4:])  # after the pointers, the descriptors

@@ -166,6 +166,55 @@ def test_tail_split_real_size(M, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("store", ["pointer", "tma_split"])
+@pytest.mark.parametrize("N", [96, 72])
+def test_wide_tiles(dtype, store, N, device, monkeypatch):
+    """EXTRA_N: 32 + 16 = 48-wide tiles as two dots sharing each x tile. N = 96 is two whole
+    columns of tiles; N = 72 leaves the second one's extra block entirely past the last column
+    and its main block partly (loads zero-filled, stores clipped). Both STORE ways of the extra
+    block: masked pointers, or TMA through tma_split's half-width descriptors."""
+    M, K = 70, 40
+    _force_tma_config(monkeypatch, M, N, K, dtype, False, BLOCK_M=64, BLOCK_N=32, EXTRA_N=16, BLOCK_K=32,
+                      STORE=store, num_warps=4, num_stages=2)
+    x, w, b = _inputs((M,), K, N, dtype, device)
+    residual = torch.randn(M, N, device=device).to(dtype)
+    _check(x, w, b, activation="gelu", residual=residual)
+    _check(x, w, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("store", ["pointer", "tma_split"])
+@pytest.mark.parametrize("M, K, N", [(4096, 3072, 768), (4096, 768, 3072), (4000, 768, 768)])
+def test_wide_tiles_real_size(store, M, K, N, monkeypatch):
+    """128 + 64 = 192-wide tiles, 8 warps, as the tuner may pick them for BERT b32's GEMMs
+    (M = 4000: a last row block of 32 rows)."""
+    _force_tma_config(monkeypatch, M, N, K, torch.float16, False, BLOCK_M=128, BLOCK_N=128, EXTRA_N=64, BLOCK_K=64,
+                      STORE=store, num_warps=8, num_stages=4)
+    x, w, b = _inputs((M,), K, N, torch.float16, "cuda")
+    residual = torch.randn(M, N, device="cuda").to(torch.float16)
+    _check_real(x, w, b, residual=residual)
+    _check_real(x, w, b, activation="gelu")
+
+
+def test_wide_tiles_only_where_they_divide_n():
+    """EXTRA_N configs are candidates only where the wide tile divides N and there is no gate."""
+    import triton
+
+    lin = _linear_module()
+    wide = triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "EXTRA_N": 64, "BLOCK_K": 64, "OCCUPANCY": 1},
+                         num_warps=8, num_stages=4)
+    narrow = triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 64, "OCCUPANCY": 1}, num_warps=4, num_stages=4)
+
+    def kept(n, gated=False):
+        return lin._prune_configs([narrow, wide], {"M_BUCKET": 4096, "N": n, "K": 768}, HAS_GATE=gated)
+
+    assert kept(768) == [narrow, wide] and kept(3072) == [narrow, wide]
+    assert kept(512) == [narrow] and kept(768, gated=True) == [narrow]
+    four_warps = triton.Config(dict(wide.kwargs), num_warps=4, num_stages=4)  # 192 accumulators a thread: spills
+    assert lin._prune_configs([narrow, four_warps], {"M_BUCKET": 4096, "N": 768, "K": 768}, HAS_GATE=False) == [narrow]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("gated", [False, True])
 def test_residual(dtype, gated, device, path):
     x, w, b = _inputs((77,), 40, 24, dtype, device)
