@@ -47,11 +47,10 @@ FOCUS = {
 }
 
 
-def _tma_config(block_m, block_n, block_k, warps, stages, store="pointer", occupancy=1, tail=False, maxnreg=None,
-                extra_n=0):
+def _tma_config(block_m, block_n, block_k, warps, stages, store="pointer", occupancy=1, tail=False, maxnreg=None):
     return triton.Config({"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": block_k, "GROUP_M": 8, "FLATTEN": False,
-                          "OCCUPANCY": occupancy, "STORE": store, "TAIL": tail, "EXTRA_N": extra_n},
-                         num_warps=warps, num_stages=stages, maxnreg=maxnreg)
+                          "OCCUPANCY": occupancy, "STORE": store, "TAIL": tail}, num_warps=warps, num_stages=stages,
+                         maxnreg=maxnreg)
 
 
 # Candidates the YAML lacks (two of the first sweep's are in it now: 128x128x64 w4 s2, 128x128x32 w4 s4),
@@ -85,14 +84,6 @@ EXTRA_TMA = [
     _tma_config(128, 128, 32, 4, 3, "tma_split", occupancy=3, maxnreg=168),
     _tma_config(128, 128, 32, 4, 3, "tma_split", occupancy=3, tail=True, maxnreg=168),
     _tma_config(128, 64, 64, 4, 3, occupancy=3),
-    # 192-wide tiles as two dots (128 + 64 columns) sharing each x tile, 8 warps (two warpgroups
-    # along M: m64n128 + m64n64 wgmma), one program per SM (40 KB a stage): 4096 x 768 outputs in
-    # 128 tiles, one round on 132 SMs, against 192 128x128 tiles (linear run 11).
-    _tma_config(128, 128, 64, 8, 4, extra_n=64),
-    _tma_config(128, 128, 64, 8, 3, extra_n=64),
-    _tma_config(128, 128, 64, 8, 4, "tma_split", extra_n=64),
-    _tma_config(128, 128, 64, 8, 3, "tma_split", extra_n=64),
-    _tma_config(128, 128, 64, 8, 5, "tma_split", extra_n=64),
 ]
 
 

@@ -196,20 +196,25 @@ def test_wide_tiles_real_size(store, M, K, N, monkeypatch):
     _check_real(x, w, b, activation="gelu")
 
 
-def test_wide_tiles_only_where_they_divide_n():
-    """EXTRA_N configs are candidates only where the wide tile divides N and there is no gate."""
+def test_wide_tiles_only_where_they_fill_one_round(monkeypatch):
+    """EXTRA_N configs are candidates only where their tiles fit one round and the narrow ones do
+    not, the wide tile divides N, and there is no gate."""
     import triton
 
     lin = _linear_module()
+    monkeypatch.setattr(lin, "_num_programs", lambda device: 132)
     wide = triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "EXTRA_N": 64, "BLOCK_K": 64, "OCCUPANCY": 1},
                          num_warps=8, num_stages=4)
     narrow = triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 64, "OCCUPANCY": 1}, num_warps=4, num_stages=4)
 
-    def kept(n, gated=False):
-        return lin._prune_configs([narrow, wide], {"M_BUCKET": 4096, "N": n, "K": 768}, HAS_GATE=gated)
+    def kept(n, m=4096, gated=False):
+        return lin._prune_configs([narrow, wide], {"M_BUCKET": m, "N": n, "K": 768}, HAS_GATE=gated)
 
-    assert kept(768) == [narrow, wide] and kept(3072) == [narrow, wide]
-    assert kept(512) == [narrow] and kept(768, gated=True) == [narrow]
+    assert kept(768) == [narrow, wide]  # BERT b32: 128 wide tiles in one round, 192 narrow ones in 1.45
+    assert kept(3072) == [narrow] and kept(2304) == [narrow]  # 512 / 384 wide tiles: rounds either way
+    assert kept(768, m=8192) == [narrow] and kept(768, m=2048) == [narrow]  # two rounds / one either way
+    assert kept(640) == [narrow]  # 128 x 5 = 640 columns: the wide tile does not divide them
+    assert kept(768, gated=True) == [narrow]
     four_warps = triton.Config(dict(wide.kwargs), num_warps=4, num_stages=4)  # 192 accumulators a thread: spills
     assert lin._prune_configs([narrow, four_warps], {"M_BUCKET": 4096, "N": 768, "K": 768}, HAS_GATE=False) == [narrow]
 
