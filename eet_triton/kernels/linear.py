@@ -23,7 +23,7 @@ from eet_triton.kernels._common import (
     autotune, bench_in_graph, check_same_device, check_same_dtype, check_tensor, pdl_launch_args, shape_bucket,
     wait_for_predecessor,
 )
-from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation
+from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation, kernel_activation
 
 __all__ = ["ACTIVATIONS", "canonical_activation", "linear"]
 
@@ -632,7 +632,7 @@ def linear(
             return (min(tiles + split, _MAX_GRID),)
 
         constexprs = dict(
-            ACTIVATION=act,
+            ACTIVATION=kernel_activation(act),
             HAS_BIAS=bias is not None,
             HAS_GATE=gate_weight is not None,
             HAS_GATE_BIAS=gate_bias is not None,

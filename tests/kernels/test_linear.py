@@ -90,6 +90,20 @@ def test_every_activation(activation, dtype, device, path):
     _check(x, w, b, activation=activation)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fast_erf", [True, False])
+def test_erf_gelu_both_ways(fast_erf, dtype, device, monkeypatch):
+    """The erf gelu by the polynomial (the default) and by libdevice's erff, over inputs that reach
+    both tails (|x W^T| up to ~12, where erfc underflows) and zero."""
+    from eet_triton.kernels import activations
+
+    monkeypatch.setattr(activations, "FAST_ERF", fast_erf)
+    x, w, b = _inputs((64,), 48, 40, dtype, device)
+    x = x * 4
+    x[0] = 0
+    _check(x, w, b, activation="gelu")
+
+
 @pytest.mark.parametrize("K, N", [(48, 40), (40, 24)])
 @pytest.mark.parametrize("lead", [(1,), (7,), (7, 11), (113,)])
 @pytest.mark.parametrize("bias", [True, False])
