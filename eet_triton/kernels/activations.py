@@ -52,8 +52,10 @@ def canonical_activation(name: str | None) -> str | None:
 
 # The erf gelu's 1 + erf(x / sqrt 2) by one exponential, one reciprocal and a polynomial (FAST_ERF)
 # or by libdevice's erff (about twice the instructions, both of its branches run in a warp). A
-# switch, so bench_switch.py can time both in one process.
-FAST_ERF = True
+# switch, so bench_switch.py can time both in one process. Off until it has run on a GPU: written
+# and CPU-tested on 2026-12-06, when no device machine could be started (bench/NOTES.md, linear
+# run 12, has the prediction); `bench_switch.py erf` decides.
+FAST_ERF = False
 
 
 def kernel_activation(name: str | None) -> str | None:
