@@ -381,7 +381,8 @@ def _set_block_shapes(nargs):
 )
 @triton.jit
 def _linear_tma_kernel(
-    x_desc, w_desc, gate_w_desc, w_extra_desc, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, x_half_desc,
+    x_desc, w_desc, gate_w_desc, w_extra_desc,
+    bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc, x_half_desc,
     M, N, K, M_BUCKET,
     stride_biasn, stride_gate_biasn,
     stride_residualm, stride_residualn,
