@@ -51,6 +51,9 @@ def main() -> None:
         inputs = model_inputs(path, args.batch, seq)
         models = {"A (tuned picks)": eet_triton.load(path, device=0, dtype="fp16")}
         outputs = {"A (tuned picks)": models["A (tuned picks)"](**inputs)[0].clone()}
+        def pick(key, config):
+            return f"  M bucket {key[0]}, N {key[1]}, K {key[2]}: {describe(config)}"
+
         replaced, wide_keys = [], []
         if args.without_wide:
             tuner = linear._linear_tma_kernel
@@ -58,20 +61,19 @@ def main() -> None:
             tuner.cache.clear()  # (the on-disk results are keyed by the config list too)
             wide_keys = [k for k, c in linear._TUNED.items() if c.kwargs.get("EXTRA_N")]
             for key in wide_keys:
-                replaced.append(f"  M bucket {key[0]}, N {key[1]}, K {key[2]}: {describe(linear._TUNED.pop(key))}")
+                replaced.append(pick(key, linear._TUNED.pop(key)))
             label = "B (wide picks tuned again without them)"
         else:
             for key, config in linear._TUNED.items():
                 if key[-1] and config.num_stages == args.stages:  # key[-1]: the TMA kernel
-                    replaced.append(f"  M bucket {key[0]}, N {key[1]}, K {key[2]}: {describe(config)} -> {args.config}")
+                    replaced.append(f"{pick(key, config)} -> {args.config}")
                     linear._TUNED[key] = by_name[args.config]
             label = f"B ({args.stages}-stage picks replaced)"
         print(f"replaced {len(replaced)} picks:\n" + "\n".join(replaced), flush=True)
         models[label] = eet_triton.load(path, device=0, dtype="fp16")
         outputs[label] = models[label](**inputs)[0].clone()
         if wide_keys:
-            print("B's picks for them:\n" + "\n".join(
-                f"  M bucket {k[0]}, N {k[1]}, K {k[2]}: {describe(linear._TUNED[k])}" for k in wide_keys), flush=True)
+            print("B's picks for them:\n" + "\n".join(pick(k, linear._TUNED[k]) for k in wide_keys), flush=True)
         a, b = interleaved_ms(models, inputs).values()
     same = torch.equal(*outputs.values())
     text = (f"| model | batch | A ms | B ms | B/A | same output |\n| --- | ---: | ---: | ---: | ---: | --- |\n"

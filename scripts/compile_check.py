@@ -185,10 +185,12 @@ def _t(*shape, dtype):
 
 
 def check_linear(rec: Recorder, dtype, quick: bool):
-    # (M, K, N, epilogue): CLIP ViT-B/32 b128 and b32, BERT-base b32 and b1, decode rows
+    # (M, K, N, epilogue): CLIP ViT-B/32 b128 and b32, BERT-base b32 (the FFN2: the one model shape
+    # where the wide EXTRA_N tiles are candidates) and b1, decode rows
     shapes = [(6400, 768, 3072, "quick_gelu"), (9856, 512, 2048, "quick_gelu"), (6400, 3072, 768, "residual"),
               (9856, 512, 512, "residual"), (6400, 768, 2304, None), (1600, 3072, 768, "residual"),
-              (4096, 768, 3072, "gelu"), (128, 768, 2304, None), (64, 3072, 768, "residual")]
+              (4096, 768, 3072, "gelu"), (4096, 3072, 768, "residual"), (128, 768, 2304, None),
+              (64, 3072, 768, "residual")]
     if not quick:
         shapes += [(512, 768, 2048, "gated"), (77, 40, 24, "gelu")]
     for M, K, N, epilogue in shapes:

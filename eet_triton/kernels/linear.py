@@ -54,8 +54,8 @@ def _prune_configs(configs, named_args, **kwargs):
             and block_n + extra_n <= max(triton.next_power_of_2(n), 16)
             and c.kwargs["BLOCK_K"] <= max(triton.next_power_of_2(k), 16)
             and accumulators * block_m * (block_n + extra_n) <= _ACC_REGS_PER_THREAD * 32 * c.num_warps
-            and (not extra_n or _wide_tiles_pay(tiles, triton.cdiv(m_bucket, block_m) * triton.cdiv(n, block_n),
-                                                n % (block_n + extra_n) == 0 and accumulators == 1, sms))
+            # wide tiles never beside a gate (four accumulators), and only where they save a round
+            and (not extra_n or (accumulators == 1 and _wide_tiles_pay(m_bucket, n, c, sms)))
             and (c.kwargs.get("OCCUPANCY", 1) == 1 or tiles > sms)
             # TAIL splits only past one round (here judged at the bucket's M, which is at least M)
             and (not c.kwargs.get("TAIL") or (not PERSISTENT and tiles > sms * c.kwargs.get("OCCUPANCY", 1)))
@@ -65,13 +65,15 @@ def _prune_configs(configs, named_args, **kwargs):
     return kept or configs[:1]
 
 
-def _wide_tiles_pay(wide_tiles: int, narrow_tiles: int, divides: bool, sms: int) -> bool:
-    """Whether EXTRA_N configs are worth timing: where their tiles fit one round on the SMs and the
-    BLOCK_N-wide tiles would not (BERT b32's N = 768 GEMMs: 128 tiles of 128 x 192 against 192 of
-    128 x 128 on 132 SMs), the wide tile divides N (no padded last column of tiles) and no gate
-    shares the registers. Elsewhere they lost every sweep: H200, QKV 4096x2304x768 30.1 us against
-    26.0, FFN1 + gelu 4096x3072x768 57.9 against 48.1 (bench/NOTES.md, linear run 11)."""
-    return divides and wide_tiles <= sms < narrow_tiles
+def _wide_tiles_pay(m_bucket: int, n: int, config: triton.Config, sms: int) -> bool:
+    """Whether an EXTRA_N config is worth timing: where its wide tiles divide N (no padded last
+    column of tiles) and fit one round on the SMs, and BLOCK_N-wide tiles would not (BERT b32's
+    N = 768 GEMMs: 128 tiles of 128 x 192 against 192 of 128 x 128 on 132 SMs). Elsewhere they lost
+    every sweep: H200, QKV 4096x2304x768 30.1 us against 26.0, FFN1 + gelu 4096x3072x768 57.9
+    against 48.1 (bench/NOTES.md, linear run 11)."""
+    block_n, wide = config.kwargs["BLOCK_N"], config.kwargs["BLOCK_N"] + config.kwargs["EXTRA_N"]
+    row_blocks = triton.cdiv(m_bucket, config.kwargs["BLOCK_M"])
+    return n % wide == 0 and row_blocks * (n // wide) <= sms < row_blocks * triton.cdiv(n, block_n)
 
 
 @triton.jit
