@@ -52,7 +52,7 @@ def main() -> None:
         models = {"A (tuned picks)": eet_triton.load(path, device=0, dtype="fp16")}
         outputs = {"A (tuned picks)": models["A (tuned picks)"](**inputs)[0].clone()}
         def pick(key, config):
-            return f"  M bucket {key[0]}, N {key[1]}, K {key[2]}: {describe(config)}"
+            return f"  M bucket {key.m_bucket}, N {key.n}, K {key.k}: {describe(config)}"
 
         replaced, wide_keys = [], []
         if args.without_wide:
@@ -65,7 +65,7 @@ def main() -> None:
             label = "B (wide picks tuned again without them)"
         else:
             for key, config in linear._TUNED.items():
-                if key[-1] and config.num_stages == args.stages:  # key[-1]: the TMA kernel
+                if key.tma and config.num_stages == args.stages:
                     replaced.append(f"{pick(key, config)} -> {args.config}")
                     linear._TUNED[key] = by_name[args.config]
             label = f"B ({args.stages}-stage picks replaced)"

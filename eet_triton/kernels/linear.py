@@ -11,6 +11,7 @@ is rounded once, on store.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import triton
@@ -217,7 +218,7 @@ def _store_block(
 
 @autotune(
     "linear",
-    key=["M_BUCKET", "N", "K", "HAS_GATE"],
+    key=["M_BUCKET", "N", "K", "HAS_GATE", "ACTIVATION", "HAS_RESIDUAL"],
     prune_configs_by={"early_config_prune": _prune_configs},
     do_bench=bench_in_graph,
 )
@@ -376,7 +377,7 @@ def _set_block_shapes(nargs):
 
 @autotune(
     "linear_tma",
-    key=["M_BUCKET", "N", "K", "HAS_GATE"],
+    key=["M_BUCKET", "N", "K", "HAS_GATE", "ACTIVATION", "HAS_RESIDUAL"],
     prune_configs_by={"early_config_prune": _prune_configs},
     do_bench=bench_in_graph,
     pre_hook=_set_block_shapes,
@@ -527,10 +528,24 @@ def _split_tail(tiles: int, slots: int) -> int:
     return tail if tiles > slots and 2 * tail <= slots else 0
 
 
-# Tuned config per autotune key, so that steady-state calls launch the compiled kernel directly:
+class TuneKey(NamedTuple):
+    """What a tuned config is picked for. The epilogue is part of it: gelu by libdevice's erff and a
+    residual load cost registers, enough to change which configs spill (NOTES linear run 12)."""
+
+    m_bucket: int
+    n: int
+    k: int
+    gated: bool
+    dtype: torch.dtype
+    tma: bool
+    activation: str | None  # as the kernel computes it (kernel_activation)
+    residual: bool
+
+
+# Tuned config per key, so that steady-state calls launch the compiled kernel directly:
 # triton's Autotuner.run rebuilds its key from all 29 arguments on every call, about a quarter of
 # this launcher's host time under cProfile on the H100 host (where the kernel at M=64 takes 4-8 us).
-_TUNED: dict[tuple, triton.Config] = {}
+_TUNED: dict[TuneKey, triton.Config] = {}
 
 
 def linear(
@@ -556,8 +571,8 @@ def linear(
         must not overlap x or the weights).
     All tensors share x's dtype and device (the current CUDA device).
 
-    The first call for a (rows rounded up to a power of two, N, K, gated, dtype) combination tunes
-    the kernel (and syncs); later calls launch the tuned kernel only, so make one call per shape
+    The first call for a (rows rounded up to a power of two, N, K, gated, dtype, epilogue) combination
+    (TuneKey) tunes the kernel (and syncs); later calls launch the tuned kernel only, so make one call per shape
     before capturing a CUDA graph.
 
     fp16/bf16 multiply on tensor cores with fp32 accumulation; fp32 uses a full-precision
@@ -678,7 +693,7 @@ def linear(
             strides = (*x2.stride(), *weight.stride(), *gate_w.stride())
         kernel[grid](*operands, *shared, *strides, **constexprs, **config)
 
-    key = (shape_bucket(M), N, K, gate_weight is not None, x.dtype, use_tma)
+    key = TuneKey(shape_bucket(M), N, K, gate_weight is not None, x.dtype, use_tma, kernel_activation(act), r2 is not None)
     config = _TUNED.get(key)
     if config is None:
         # Tuning runs the kernel many times; when out is residual (an in-place residual add) each run

@@ -105,6 +105,25 @@ def test_erf_gelu_both_ways(fast_erf, dtype, device, monkeypatch):
     _check(x, w, b, activation="gelu")
 
 
+def test_tuning_is_per_epilogue(device, monkeypatch):
+    """One shape with four epilogues gets four tuned configs: the epilogue changes register pressure
+    (libdevice's erff spilled where the polynomial did not), so a pick made for one must not serve
+    another, nor the gelu under one FAST_ERF setting serve the other."""
+    from eet_triton.kernels import activations
+
+    lin = _linear_module()
+    monkeypatch.setattr(lin, "_TUNED", {})
+    x, w, b = _inputs((64,), 48, 40, torch.float16, device)
+    residual = torch.randn(64, 40, device=device).to(torch.float16)
+    lin.linear(x, w, b)
+    lin.linear(x, w, b, residual=residual)
+    for fast_erf in (False, True):
+        monkeypatch.setattr(activations, "FAST_ERF", fast_erf)
+        lin.linear(x, w, b, activation="gelu")
+    assert sorted((k.activation or "", k.residual) for k in lin._TUNED) == [
+        ("", False), ("", True), ("gelu", False), ("gelu_libdevice", False)]
+
+
 @pytest.mark.parametrize("K, N", [(48, 40), (40, 24)])
 @pytest.mark.parametrize("lead", [(1,), (7,), (7, 11), (113,)])
 @pytest.mark.parametrize("bias", [True, False])
@@ -136,7 +155,10 @@ def _force_tma_config(monkeypatch, M, N, K, dtype, gated, **kwargs):
 
     warps, stages = kwargs.pop("num_warps"), kwargs.pop("num_stages")
     config = triton.Config({"GROUP_M": 8, "FLATTEN": False, "OCCUPANCY": 1, **kwargs}, num_warps=warps, num_stages=stages)
-    monkeypatch.setattr(lin, "_TUNED", {(shape_bucket(M), N, K, gated, dtype, True): config})
+    from eet_triton.kernels.activations import kernel_activation
+
+    epilogues = [(kernel_activation(a), r) for a in (None, *ACTIVATIONS) for r in (False, True)]
+    monkeypatch.setattr(lin, "_TUNED", {lin.TuneKey(shape_bucket(M), N, K, gated, dtype, True, *e): config for e in epilogues})
 
 
 def test_tail_split_rule():
