@@ -181,15 +181,20 @@ def test_t5_bias(Lq, Lk, bidirectional, causal, num_buckets, max_distance, dtype
 @pytest.mark.gpu
 def test_gpu_fp32_t5_decode_many_seeds():
     """The fp32 T5 decode case above over 100 draws: with one sequential FMA chain over D the
-    kernel missed the fp32 oracle on ~12 % of seeds on the H100 (~7 % emulated); the interleaved
-    chains of attention._scores none of 300 emulated."""
+    kernel missed the fp32 oracle on ~12 % of seeds on the H100 (~7 % emulated); four interleaved
+    chains in attention._scores and per-block p v sums, worst 0.67 of the bound in 300 emulated."""
     Lk, num_buckets, max_distance = 77, 64, 64
+    misses = []
     for _ in range(100):
         q, k, v = qkv(2, 1, Lk, 2, 64, torch.float32, "cuda", q_scale=0.25)
         table = torch.randn(num_buckets, 2, device="cuda")
         mask = padding_mask("left", 2, Lk, torch.int64, "cuda")
-        check(q, k, v, scale=1.0, causal=True, key_padding_mask=mask, t5_table=table, t5_bidirectional=False,
-              t5_max_distance=max_distance, ref_bias=hf_t5_bias(table, 1, Lk, False, max_distance))
+        try:
+            check(q, k, v, scale=1.0, causal=True, key_padding_mask=mask, t5_table=table, t5_bidirectional=False,
+                  t5_max_distance=max_distance, ref_bias=hf_t5_bias(table, 1, Lk, False, max_distance))
+        except AssertionError as e:
+            misses.append(str(e).splitlines()[0])
+    assert not misses, f"{len(misses)} of 100 draws missed the oracle, e.g. {misses[:3]}"
 
 
 def test_t5_bias_plus_additive_bias(device):
