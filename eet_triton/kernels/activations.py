@@ -50,33 +50,10 @@ def canonical_activation(name: str | None) -> str | None:
     return canonical
 
 
-# The erf gelu's 1 + erf(x / sqrt 2) by one exponential, one reciprocal and a polynomial (FAST_ERF)
-# or by libdevice's erff (about twice the instructions, both of its branches run in a warp). A
-# switch, so bench_switch.py can time both in one process. Off until it has run on a GPU: written
-# and CPU-tested on 2026-12-06, when no device machine could be started (bench/NOTES.md, linear
-# run 12, has the prediction); `bench_switch.py erf` decides.
-FAST_ERF = False
-
-
-def kernel_activation(name: str | None) -> str | None:
-    """The ACTIVATION constexpr a kernel gets for a canonical activation name."""
-    return "gelu_libdevice" if name == "gelu" and not FAST_ERF else name
-
-
 @triton.jit
 def apply_activation(y, ACTIVATION: tl.constexpr):
-    """ACTIVATION (a name kernel_activation returns, or None) applied to fp32 `y`, with torch's formulas."""
+    """ACTIVATION (a canonical name, or None) applied to fp32 `y`, with torch's formulas."""
     if ACTIVATION == "gelu":
-        # 0.5 y (1 + erf(z)), z = y / sqrt 2, where 1 + erf(z) = 2 - erfc(|z|) for y >= 0 and erfc(|z|)
-        # below (no cancellation), erfc by Abramowitz & Stegun 7.1.26: t P(t) exp(-z^2), t = 1 / (1 +
-        # 0.3275911 |z|), absolute error <= 1.5e-7 (libdevice's erff: ~1 ulp; the difference is under
-        # fp32 resolution of y). The GEMM epilogue runs it on every output: see NOTES for the time.
-        z = tl.abs(y) * 0.7071067811865476
-        t = 1.0 / (1.0 + 0.3275911 * z)
-        erfc = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-        erfc = erfc * tl.exp(-z * z)
-        y = 0.5 * y * tl.where(y >= 0, 2.0 - erfc, erfc)
-    elif ACTIVATION == "gelu_libdevice":
         y = 0.5 * y * (1.0 + tl.math.erf(y * 0.7071067811865476))
     elif ACTIVATION == "gelu_tanh":
         # 0.5 * (1 + tanh(u)) == sigmoid(2u): no tanh needed, and no cancellation in 1 + tanh(u) for

@@ -3,8 +3,7 @@ never materialising the [Lq, Lk] score matrix.
 
 One program computes BLOCK_M query rows of one (batch, head). It streams BLOCK_N-key
 blocks of k and v, keeps a running row max and row sum in fp32 (online softmax) and
-works in base 2: log2(e) is folded into the scale, so a score costs one FMA and one exp2
-(fp32 keeps natural units and libdevice's expf, for the fp32 oracle: `_score_units`).
+works in base 2: log2(e) is folded into the scale, so a score costs one FMA and one exp2.
 The key padding mask, causal mask, additive bias and T5 relative position bias are all
 applied to the scores inside that loop.
 
@@ -34,7 +33,6 @@ import math
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra import libdevice
 
 from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError, UnsupportedModelError
@@ -72,33 +70,6 @@ def prune_attention_configs(configs, named_args, **kwargs):
     kept = kept or [min(configs, key=lambda c: c.kwargs["BLOCK_M"])]
     scores = named_args["BH_BUCKET"] * named_args["LQ_BUCKET"] * named_args["LK_BUCKET"]
     return kept[:1] if scores <= SMALL else kept
-
-
-@triton.jit
-def _score_units(x, DOT_PRECISION: tl.constexpr):
-    """Natural-log units -> the kernel's score units: base 2 (times log2 e, so p = exp2(s), one
-    FMA and one ex2 a score) for fp16/bf16; natural in fp32, where the roundings of the folded
-    log2 e and ex2.approx's error took the fp32 decode oracle's worst draw from 0.69 to 0.95 of its
-    bound (numpy emulation; 3 of 100 draws missed on the H100)."""
-    if DOT_PRECISION == "ieee":
-        return x
-    else:
-        return x * LOG2E
-
-
-_LIBDEVICE = tl.constexpr(not INTERPRET)  # the interpreter has no libdevice; its tl.exp is numpy's
-
-
-@triton.jit
-def _exp(x, DOT_PRECISION: tl.constexpr):
-    """exp of scores in _score_units: libdevice's expf in fp32 (tl.exp compiles to ex2.approx of a
-    rounded x log2 e, the error _score_units avoids), exp2 otherwise."""
-    if DOT_PRECISION == "ieee" and _LIBDEVICE:
-        return libdevice.exp(x)
-    elif DOT_PRECISION == "ieee":
-        return tl.exp(x)
-    else:
-        return tl.exp2(x)
 
 
 @triton.jit
@@ -142,7 +113,7 @@ def _attention_block(
     """Online-softmax update of (acc, l_i, m_i) over the key blocks [lo, hi). MASK_STEP
     blocks may hold keys past LK or (causal) above the diagonal and are masked per element;
     the others are known to be fully visible. T5 bias (REL): 0 none, 1 the same rel_const
-    (already in score units) for every score, 2 gathered per score at the clamped distance."""
+    (already times log2(e)) for every score, 2 gathered per score at the clamped distance."""
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         n_ok = offs_n < LK
@@ -155,12 +126,12 @@ def _attention_block(
         s = _scores(q, k, DOT_PRECISION) * qk_scale
         if HAS_BIAS:
             bias = tl.load(bias_rows_ptr + offs_n[None, :] * stride_biasn, mask=n_ok[None, :], other=0.0)
-            s += _score_units(bias.to(tl.float32), DOT_PRECISION)
+            s += bias.to(tl.float32) * LOG2E
         if REL == 1:
             s += rel_const
         if REL == 2:
             dist = tl.minimum(tl.maximum(offs_n[None, :] - diag, -max_distance), max_distance)
-            s += _score_units(tl.load(rel_head_ptr + (dist + max_distance) * stride_relr).to(tl.float32), DOT_PRECISION)
+            s += tl.load(rel_head_ptr + (dist + max_distance) * stride_relr).to(tl.float32) * LOG2E
         if HAS_MASK:
             keep = tl.load(mask_row_ptr + offs_n * stride_maskn, mask=n_ok, other=0) != 0
             s = tl.where(keep[None, :], s, float("-inf"))
@@ -170,8 +141,8 @@ def _attention_block(
                 visible = visible & (offs_n[None, :] <= diag)
             s = tl.where(visible, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = _exp(m_i - m_new, DOT_PRECISION)
-        p = _exp(s - m_new[:, None], DOT_PRECISION)
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_rows_ptr + offs_n[:, None] * stride_vn + offs_d[None, :], mask=kv_ok, other=0.0)
         p = p.to(v_rows_ptr.dtype.element_ty)
@@ -246,8 +217,8 @@ def _attention_kernel(
         # so do those at >= +max_distance: their blocks add it as a constant and skip the
         # per-score gather, left to a band ~2 * max_distance wide around the diagonal
         # (T5 bias at L=2048 on an H100: 587 us -> 354 us)
-        far_left = _score_units(tl.load(rel_head_ptr).to(tl.float32), DOT_PRECISION)
-        far_right = _score_units(tl.load(rel_head_ptr + 2 * max_distance * stride_relr).to(tl.float32), DOT_PRECISION)
+        far_left = tl.load(rel_head_ptr).to(tl.float32) * LOG2E
+        far_right = tl.load(rel_head_ptr + 2 * max_distance * stride_relr).to(tl.float32) * LOG2E
         last_diag = tl.minimum(start_m + BLOCK_M, LQ) - 1 + LK - LQ
         n_left = tl.minimum(tl.maximum(start_m + LK - LQ - max_distance + 1, 0) // BLOCK_N * BLOCK_N, n_full)
         n_right = tl.maximum(tl.minimum(tl.cdiv(last_diag + max_distance, BLOCK_N) * BLOCK_N, n_full), n_left)
@@ -429,7 +400,7 @@ def attention(q, k, v, *, scale=None, causal=False, key_padding_mask=None, bias=
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
         *mask_strides, *bias_strides, *rel_strides,
-        H, Lq, Lk, (D ** -0.5 if scale is None else float(scale)) * (1.0 if fp32_dot else LOG2E.value), int(t5_max_distance),
+        H, Lq, Lk, (D ** -0.5 if scale is None else float(scale)) * LOG2E.value, int(t5_max_distance),
         shape_bucket(B * H), shape_bucket(Lq), shape_bucket(Lk),
         HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), CAUSAL=bool(causal),
         HAS_MASK=key_padding_mask is not None, HAS_BIAS=bias is not None, HAS_REL=rel is not None,

@@ -24,7 +24,7 @@ from eet_triton.kernels._common import (
     autotune, bench_in_graph, check_same_device, check_same_dtype, check_tensor, pdl_launch_args, shape_bucket,
     wait_for_predecessor,
 )
-from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation, kernel_activation
+from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation
 
 __all__ = ["ACTIVATIONS", "canonical_activation", "linear"]
 
@@ -530,7 +530,7 @@ def _split_tail(tiles: int, slots: int) -> int:
 
 class TuneKey(NamedTuple):
     """What a tuned config is picked for. The epilogue is part of it: gelu by libdevice's erff and a
-    residual load cost registers, enough to change which configs spill (NOTES linear run 12)."""
+    residual load cost registers, enough to change which configs spill (compile_check)."""
 
     m_bucket: int
     n: int
@@ -538,7 +538,7 @@ class TuneKey(NamedTuple):
     gated: bool
     dtype: torch.dtype
     tma: bool
-    activation: str | None  # as the kernel computes it (kernel_activation)
+    activation: str | None  # canonical name
     residual: bool
 
 
@@ -650,7 +650,7 @@ def linear(
             return (min(tiles + split, _MAX_GRID),)
 
         constexprs = dict(
-            ACTIVATION=kernel_activation(act),
+            ACTIVATION=act,
             HAS_BIAS=bias is not None,
             HAS_GATE=gate_weight is not None,
             HAS_GATE_BIAS=gate_bias is not None,
@@ -693,7 +693,7 @@ def linear(
             strides = (*x2.stride(), *weight.stride(), *gate_w.stride())
         kernel[grid](*operands, *shared, *strides, **constexprs, **config)
 
-    key = TuneKey(shape_bucket(M), N, K, gate_weight is not None, x.dtype, use_tma, kernel_activation(act), r2 is not None)
+    key = TuneKey(shape_bucket(M), N, K, gate_weight is not None, x.dtype, use_tma, act, r2 is not None)
     config = _TUNED.get(key)
     if config is None:
         # Tuning runs the kernel many times; when out is residual (an in-place residual add) each run
