@@ -81,22 +81,22 @@ def _interleaved_halves(x):
 @triton.jit
 def _scores(q, k, DOT_PRECISION: tl.constexpr):
     """q [M, D] k^T [D, N] -> [M, N] fp32. In fp32 ("ieee") tl.dot sums over D in one sequential
-    FMA chain, where torch's fp32 baseline sums in a tree: with D = 64 the fp32 T5 decode oracle
-    failed ~7 % of seeds (numpy emulation; 12 % seen on the H100). Four interleaved chains of D / 4,
-    added pairwise, failed none of 300 (worst 0.96 of the bound). fp16/bf16 take one dot."""
-    if DOT_PRECISION == "ieee" and q.shape[1] >= 32:
+    FMA chain, looser than the tree-like sums of torch's fp32 baseline: with D = 64 the fp32 T5
+    decode test missed the oracle on ~12 % of draws on the H100. Here fp32 sums two chains over
+    D / 2 and adds them: 3 of 100 draws missed (NOTES attention run 7). fp16/bf16 take one dot."""
+    if DOT_PRECISION == "ieee" and q.shape[1] >= 64:
+        # Each chain is two quarter-D dots, the second accumulating onto the first. Triton's
+        # combiner rewrites dot(a, b) + c into dot(a, b, c), so halves added as two plain dots
+        # would compile back into one chain over D; chains that end with an accumulating dot stay
+        # apart.
         q0, q1 = _interleaved_halves(q)
         k0, k1 = _interleaved_halves(k)
-        if q.shape[1] >= 64:
-            q00, q01 = _interleaved_halves(q0)
-            q10, q11 = _interleaved_halves(q1)
-            k00, k01 = _interleaved_halves(k0)
-            k10, k11 = _interleaved_halves(k1)
-            s0 = tl.dot(q00, tl.trans(k00), input_precision="ieee") + tl.dot(q01, tl.trans(k01), input_precision="ieee")
-            s1 = tl.dot(q10, tl.trans(k10), input_precision="ieee") + tl.dot(q11, tl.trans(k11), input_precision="ieee")
-        else:
-            s0 = tl.dot(q0, tl.trans(k0), input_precision="ieee")
-            s1 = tl.dot(q1, tl.trans(k1), input_precision="ieee")
+        q00, q01 = _interleaved_halves(q0)
+        q10, q11 = _interleaved_halves(q1)
+        k00, k01 = _interleaved_halves(k0)
+        k10, k11 = _interleaved_halves(k1)
+        s0 = tl.dot(q01, tl.trans(k01), tl.dot(q00, tl.trans(k00), input_precision="ieee"), input_precision="ieee")
+        s1 = tl.dot(q11, tl.trans(k11), tl.dot(q10, tl.trans(k10), input_precision="ieee"), input_precision="ieee")
         return s0 + s1
     else:
         return tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
@@ -149,12 +149,7 @@ def _attention_block(
         if UPCAST:
             v = v.to(tl.float32)
             p = p.to(tl.float32)
-        if DOT_PRECISION == "ieee":
-            # fp32: each block's p v summed apart and then added, not one FMA chain carried over
-            # all keys (with _scores: worst 0.96 -> 0.67 of the fp32 oracle's bound, emulated)
-            acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
-        else:
-            acc = tl.dot(p, v, acc * alpha[:, None], input_precision=DOT_PRECISION)
+        acc = tl.dot(p, v, acc * alpha[:, None], input_precision=DOT_PRECISION)
         m_i = m_new
     return acc, l_i, m_i
 

@@ -180,12 +180,11 @@ def test_t5_bias(Lq, Lk, bidirectional, causal, num_buckets, max_distance, dtype
 
 @pytest.mark.gpu
 @pytest.mark.xfail(strict=False, reason="known: 3 of 100 draws miss the fp32 oracle by up to 1.16x on the H100 "
-                   "(NOTES attention run 7; bench/attempts/fp32_natural_units.patch is the next fix, not run on a GPU)")
+                   "(NOTES attention run 7)")
 def test_gpu_fp32_t5_decode_many_seeds():
     """The fp32 T5 decode case above over 100 draws. With one sequential FMA chain over D the
-    kernel missed the fp32 oracle on ~12 % of seeds on the H100; with four interleaved chains
-    (attention._scores) and per-block p v sums, 3 of 100 (by 1.01-1.16x the bound). The numpy
-    emulation puts the rest on the base-2 scores: the folded log2 e's roundings and ex2.approx."""
+    kernel missed the fp32 oracle on ~12 % of draws on the H100; with two chains over D / 2
+    (attention._scores), 3 of 100, by 1.01-1.16x the bound."""
     Lk, num_buckets, max_distance = 77, 64, 64
     misses = []
     for _ in range(100):
