@@ -571,9 +571,9 @@ def linear(
         must not overlap x or the weights).
     All tensors share x's dtype and device (the current CUDA device).
 
-    The first call for a (rows rounded up to a power of two, N, K, gated, dtype, epilogue) combination
-    (TuneKey) tunes the kernel (and syncs); later calls launch the tuned kernel only, so make one call per shape
-    before capturing a CUDA graph.
+    The first call for a (rows rounded up to a power of two, N, K, gated, dtype, epilogue)
+    combination (TuneKey) tunes the kernel (and syncs); later calls launch the tuned kernel only,
+    so make one call per shape before capturing a CUDA graph.
 
     fp16/bf16 multiply on tensor cores with fp32 accumulation; fp32 uses a full-precision
     dot (no tf32). The epilogue runs in fp32 and rounds once. On Hopper, operands with unit
