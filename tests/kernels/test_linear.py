@@ -148,7 +148,8 @@ def _force_tma_config(monkeypatch, M, N, K, dtype, gated, **kwargs):
     warps, stages = kwargs.pop("num_warps"), kwargs.pop("num_stages")
     config = triton.Config({"GROUP_M": 8, "FLATTEN": False, "OCCUPANCY": 1, **kwargs}, num_warps=warps, num_stages=stages)
     epilogues = [(canonical_activation(a), r) for a in (None, *ACTIVATIONS) for r in (False, True)]
-    monkeypatch.setattr(lin, "_TUNED", {lin.TuneKey(shape_bucket(M), N, K, gated, dtype, True, *e): config for e in epilogues})
+    tuned = {lin.TuneKey(shape_bucket(M), N, K, gated, dtype, True, *e): config for e in epilogues}
+    monkeypatch.setattr(lin, "_TUNED", tuned)
 
 
 def test_tail_split_rule():
