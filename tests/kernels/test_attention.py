@@ -167,6 +167,11 @@ def test_relative_position_buckets_match_hf(num_buckets, max_distance, bidirecti
 @pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (64, 64)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_t5_bias(Lq, Lk, bidirectional, causal, num_buckets, max_distance, dtype, device):
+    check_t5_case(Lq, Lk, bidirectional, causal, num_buckets, max_distance, dtype, device)
+
+
+def check_t5_case(Lq, Lk, bidirectional, causal, num_buckets, max_distance, dtype, device):
+    """One random draw of a T5-bias case (2 sequences, 2 heads, D = 64, padded keys) through `check`."""
     H = 2
     q, k, v = qkv(2, Lq, Lk, H, 64, dtype, device, q_scale=0.25)
     table = torch.randn(num_buckets, H, device=device).to(dtype)
@@ -185,15 +190,10 @@ def test_gpu_fp32_t5_decode_many_seeds():
     """The fp32 T5 decode case above over 100 draws. With one sequential FMA chain over D the
     kernel missed the fp32 oracle on ~12 % of draws on the H100; with two chains over D / 2
     (attention._scores), 3 of 100, by 1.01-1.16x the bound."""
-    Lk, num_buckets, max_distance = 77, 64, 64
     misses = []
     for _ in range(100):
-        q, k, v = qkv(2, 1, Lk, 2, 64, torch.float32, "cuda", q_scale=0.25)
-        table = torch.randn(num_buckets, 2, device="cuda")
-        mask = padding_mask("left", 2, Lk, torch.int64, "cuda")
         try:
-            check(q, k, v, scale=1.0, causal=True, key_padding_mask=mask, t5_table=table, t5_bidirectional=False,
-                  t5_max_distance=max_distance, ref_bias=hf_t5_bias(table, 1, Lk, False, max_distance))
+            check_t5_case(1, 77, False, True, 64, 64, torch.float32, "cuda")
         except AssertionError as e:
             misses.append(str(e).splitlines()[0])
     assert not misses, f"{len(misses)} of 100 draws missed the oracle, e.g. {misses[:3]}"
