@@ -3,7 +3,8 @@ never materialising the [Lq, Lk] score matrix.
 
 One program computes BLOCK_M query rows of one (batch, head). It streams BLOCK_N-key
 blocks of k and v, keeps a running row max and row sum in fp32 (online softmax) and
-works in base 2: log2(e) is folded into the scale, so a score costs one FMA and one exp2.
+works in base 2: log2(e) is folded into the scale, so a score costs one FMA and one exp2
+(fp32 keeps natural units and libdevice's expf, for the fp32 oracle: `_score_units`).
 The key padding mask, causal mask, additive bias and T5 relative position bias are all
 applied to the scores inside that loop.
 
@@ -33,6 +34,7 @@ import math
 import torch
 import triton
 import triton.language as tl
+from triton.language.extra import libdevice
 
 from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError, UnsupportedModelError
@@ -73,31 +75,63 @@ def prune_attention_configs(configs, named_args, **kwargs):
 
 
 @triton.jit
+def _score_units(x, DOT_PRECISION: tl.constexpr):
+    """Natural-log units -> the kernel's score units: base 2 (times log2 e, so p = exp2(s), one
+    FMA and one ex2 a score) for fp16/bf16; natural in fp32, where the roundings of the folded
+    log2 e and ex2.approx's error took the fp32 decode oracle's worst draw from 0.69 to 0.95 of its
+    bound (numpy emulation; 3 of 100 draws missed on the H100)."""
+    if DOT_PRECISION == "ieee":
+        return x
+    else:
+        return x * LOG2E
+
+
+_LIBDEVICE = tl.constexpr(not INTERPRET)  # the interpreter has no libdevice; its tl.exp is numpy's
+
+
+@triton.jit
+def _exp(x, DOT_PRECISION: tl.constexpr):
+    """exp of scores in _score_units: libdevice's expf in fp32 (tl.exp compiles to ex2.approx of a
+    rounded x log2 e, the error _score_units avoids), exp2 otherwise."""
+    if DOT_PRECISION == "ieee" and _LIBDEVICE:
+        return libdevice.exp(x)
+    elif DOT_PRECISION == "ieee":
+        return tl.exp(x)
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
 def _interleaved_halves(x):
     """[R, C] -> its even and odd columns, two [R, C / 2]."""
     return tl.split(tl.reshape(x, (x.shape[0], x.shape[1] // 2, 2)))
 
 
 @triton.jit
+def _add_apart(a, b):
+    """a + b, in a form Triton's combiner cannot turn into a dot accumulating onto another
+    (it rewrites dot(x, y) + c as dot(x, y, c), which would chain the partial sums again)."""
+    return tl.sum(tl.join(a, b), axis=2)
+
+
+@triton.jit
 def _scores(q, k, DOT_PRECISION: tl.constexpr):
     """q [M, D] k^T [D, N] -> [M, N] fp32. In fp32 ("ieee") tl.dot sums over D in one sequential
     FMA chain, looser than the tree-like sums of torch's fp32 baseline: with D = 64 the fp32 T5
-    decode test missed the oracle on ~12 % of draws on the H100. Here fp32 sums two chains over
-    D / 2 and adds them: 3 of 100 draws missed (NOTES attention run 7). fp16/bf16 take one dot."""
+    decode test missed the oracle on ~12 % of draws on the H100. Here fp32 sums four chains over
+    D / 4 pairwise (NOTES attention run 7). fp16/bf16 take one dot."""
     if DOT_PRECISION == "ieee" and q.shape[1] >= 64:
-        # Each chain is two quarter-D dots, the second accumulating onto the first. Triton's
-        # combiner rewrites dot(a, b) + c into dot(a, b, c), so halves added as two plain dots
-        # would compile back into one chain over D; chains that end with an accumulating dot stay
-        # apart.
         q0, q1 = _interleaved_halves(q)
         k0, k1 = _interleaved_halves(k)
         q00, q01 = _interleaved_halves(q0)
         q10, q11 = _interleaved_halves(q1)
         k00, k01 = _interleaved_halves(k0)
         k10, k11 = _interleaved_halves(k1)
-        s0 = tl.dot(q01, tl.trans(k01), tl.dot(q00, tl.trans(k00), input_precision="ieee"), input_precision="ieee")
-        s1 = tl.dot(q11, tl.trans(k11), tl.dot(q10, tl.trans(k10), input_precision="ieee"), input_precision="ieee")
-        return s0 + s1
+        s0 = _add_apart(tl.dot(q00, tl.trans(k00), input_precision="ieee"),
+                        tl.dot(q01, tl.trans(k01), input_precision="ieee"))
+        s1 = _add_apart(tl.dot(q10, tl.trans(k10), input_precision="ieee"),
+                        tl.dot(q11, tl.trans(k11), input_precision="ieee"))
+        return _add_apart(s0, s1)
     else:
         return tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
 
@@ -113,7 +147,7 @@ def _attention_block(
     """Online-softmax update of (acc, l_i, m_i) over the key blocks [lo, hi). MASK_STEP
     blocks may hold keys past LK or (causal) above the diagonal and are masked per element;
     the others are known to be fully visible. T5 bias (REL): 0 none, 1 the same rel_const
-    (already times log2(e)) for every score, 2 gathered per score at the clamped distance."""
+    (already in score units) for every score, 2 gathered per score at the clamped distance."""
     for start_n in range(lo, hi, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         n_ok = offs_n < LK
@@ -126,12 +160,12 @@ def _attention_block(
         s = _scores(q, k, DOT_PRECISION) * qk_scale
         if HAS_BIAS:
             bias = tl.load(bias_rows_ptr + offs_n[None, :] * stride_biasn, mask=n_ok[None, :], other=0.0)
-            s += bias.to(tl.float32) * LOG2E
+            s += _score_units(bias.to(tl.float32), DOT_PRECISION)
         if REL == 1:
             s += rel_const
         if REL == 2:
             dist = tl.minimum(tl.maximum(offs_n[None, :] - diag, -max_distance), max_distance)
-            s += tl.load(rel_head_ptr + (dist + max_distance) * stride_relr).to(tl.float32) * LOG2E
+            s += _score_units(tl.load(rel_head_ptr + (dist + max_distance) * stride_relr).to(tl.float32), DOT_PRECISION)
         if HAS_MASK:
             keep = tl.load(mask_row_ptr + offs_n * stride_maskn, mask=n_ok, other=0) != 0
             s = tl.where(keep[None, :], s, float("-inf"))
@@ -141,8 +175,8 @@ def _attention_block(
                 visible = visible & (offs_n[None, :] <= diag)
             s = tl.where(visible, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
+        alpha = _exp(m_i - m_new, DOT_PRECISION)
+        p = _exp(s - m_new[:, None], DOT_PRECISION)
         l_i = l_i * alpha + tl.sum(p, 1)
         v = tl.load(v_rows_ptr + offs_n[:, None] * stride_vn + offs_d[None, :], mask=kv_ok, other=0.0)
         p = p.to(v_rows_ptr.dtype.element_ty)
@@ -212,8 +246,8 @@ def _attention_kernel(
         # so do those at >= +max_distance: their blocks add it as a constant and skip the
         # per-score gather, left to a band ~2 * max_distance wide around the diagonal
         # (T5 bias at L=2048 on an H100: 587 us -> 354 us)
-        far_left = tl.load(rel_head_ptr).to(tl.float32) * LOG2E
-        far_right = tl.load(rel_head_ptr + 2 * max_distance * stride_relr).to(tl.float32) * LOG2E
+        far_left = _score_units(tl.load(rel_head_ptr).to(tl.float32), DOT_PRECISION)
+        far_right = _score_units(tl.load(rel_head_ptr + 2 * max_distance * stride_relr).to(tl.float32), DOT_PRECISION)
         last_diag = tl.minimum(start_m + BLOCK_M, LQ) - 1 + LK - LQ
         n_left = tl.minimum(tl.maximum(start_m + LK - LQ - max_distance + 1, 0) // BLOCK_N * BLOCK_N, n_full)
         n_right = tl.maximum(tl.minimum(tl.cdiv(last_diag + max_distance, BLOCK_N) * BLOCK_N, n_full), n_left)
@@ -386,6 +420,7 @@ def attention(q, k, v, *, scale=None, causal=False, key_padding_mask=None, bias=
     # the interpreter computes bf16 dots wrongly; fp32 dots of bf16 values are exact
     upcast = INTERPRET and q.dtype == torch.bfloat16
     fp32_dot = q.dtype == torch.float32 or upcast
+    qk_scale = (D ** -0.5 if scale is None else float(scale)) * (1.0 if fp32_dot else LOG2E.value)  # _score_units
 
     def grid(meta):
         return (triton.cdiv(Lq, meta["BLOCK_M"]), B * H)
@@ -395,7 +430,7 @@ def attention(q, k, v, *, scale=None, causal=False, key_padding_mask=None, bias=
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
         v.stride(0), v.stride(1), v.stride(2), out.stride(0), out.stride(1), out.stride(2),
         *mask_strides, *bias_strides, *rel_strides,
-        H, Lq, Lk, (D ** -0.5 if scale is None else float(scale)) * LOG2E.value, int(t5_max_distance),
+        H, Lq, Lk, qk_scale, int(t5_max_distance),
         shape_bucket(B * H), shape_bucket(Lq), shape_bucket(Lk),
         HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), CAUSAL=bool(causal),
         HAS_MASK=key_padding_mask is not None, HAS_BIAS=bias is not None, HAS_REL=rel is not None,
