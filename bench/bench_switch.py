@@ -1,8 +1,8 @@
 """A runtime switch off and on, side by side: CUDA-graph forward time, fp16, random init; the
 outputs of the two must agree bit for bit (each switch changes when kernels run, not what they
-compute).
+compute), but for gelu's.
 
-    PYTHONPATH=. python3 bench/bench_switch.py [pdl|towers|persistent|tail ...]     (default: all)
+    PYTHONPATH=. python3 bench/bench_switch.py [pdl|towers|persistent|tail|gelu ...]     (default: all)
 
 pdl: programmatic dependent launch (kernels._common.PDL_ENABLED), on BERT-base (batch 1 and 32,
 128 tokens) and CLIP ViT-B/32 (batch 1 and 32). towers: CLIP's text and vision towers on two
@@ -10,6 +10,8 @@ streams (runtime.streams.CONCURRENT), CLIP ViT-B/32 at batch 1, 32 and 128. pers
 a persistent grid or one program per tile (kernels.linear.PERSISTENT), CLIP at batch 32 and 128 (the
 towers share the SMs) and BERT at batch 32. tail: TAIL configs split their last round of tiles
 (kernels.linear.SPLIT_TAIL) or run it whole, CLIP at batch 128 (the tuned picks are the same).
+gelu: the erf gelu epilogue of fp16/bf16 GEMMs as gelu_lean or libdevice's erff
+(kernels.activations.LEAN_GELU), BERT-base at batch 32 and 1; outputs differ in the last bits.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 import eet_triton  # noqa: F401  (first: picks compiled vs interpreted Triton)
 from bench.bench_models import save_random
-from eet_triton.kernels import _common, linear
+from eet_triton.kernels import _common, activations, linear
 from eet_triton.runtime import streams
 from eet_triton.tools.bench import median_ms
 from eet_triton.tools.hf import cast_inputs, load_hf, make_inputs
@@ -34,6 +36,7 @@ SWITCHES = {
     "towers": (streams, "CONCURRENT", [("clip", 1, 77), ("clip", 32, 77), ("clip", 128, 77)]),
     "persistent": (linear, "PERSISTENT", [("clip", 32, 77), ("clip", 128, 77), ("bert", 32, 128)]),
     "tail": (linear, "SPLIT_TAIL", [("clip", 128, 77)]),
+    "gelu": (activations, "LEAN_GELU", [("bert", 32, 128), ("bert", 1, 128)]),
 }
 
 

@@ -27,6 +27,7 @@ import triton.testing
 
 from eet_triton.kernels import linear as lin
 from eet_triton.kernels._common import shape_bucket, tuning_configs
+from eet_triton.kernels.activations import kernel_activation
 from bench._out import save
 
 ISSUE = [(m, k, n) for m in (64, 6400, 9856) for k, n in [(768, 2304), (768, 3072), (3072, 768), (512, 1536), (512, 2048), (2048, 512)]]
@@ -152,7 +153,7 @@ def main():
         for family, use_tma in (("linear_tma", True), ("linear", False))[: 1 if args.tma_only else 2]:
             lin.TMA_ENABLED = use_tma
             key = lin.TuneKey(shape_bucket(M), N, K, False, torch.float16, use_tma,
-                              activation, r is not None)
+                              kernel_activation(activation, torch.float16), r is not None)
             configs = candidates(family, M, N, K)
             if use_tma and args.extra:
                 configs += candidates_from(EXTRA_TMA, M, N, K)

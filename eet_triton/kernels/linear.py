@@ -24,7 +24,7 @@ from eet_triton.kernels._common import (
     autotune, bench_in_graph, check_same_device, check_same_dtype, check_tensor, pdl_launch_args, shape_bucket,
     wait_for_predecessor,
 )
-from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation
+from eet_triton.kernels.activations import ACTIVATIONS, apply_activation, canonical_activation, kernel_activation
 
 __all__ = ["ACTIVATIONS", "canonical_activation", "linear"]
 
@@ -538,7 +538,7 @@ class TuneKey(NamedTuple):
     gated: bool
     dtype: torch.dtype
     tma: bool
-    activation: str | None  # canonical name
+    activation: str | None  # as the kernel computes it (kernel_activation)
     residual: bool
 
 
@@ -614,6 +614,7 @@ def linear(
 
     if out is None:
         out = torch.empty((*lead, N), dtype=x.dtype, device=x.device)
+    act = kernel_activation(act, x.dtype)  # the form the kernel computes
     try:
         y = out.view(-1, N)
     except RuntimeError:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from eet_triton._backend import INTERPRET
 from eet_triton.errors import DTypeError, ShapeError, UnsupportedModelError
+from eet_triton.kernels.activations import kernel_activation
 from eet_triton.kernels.linear import ACTIVATIONS, canonical_activation, linear
 from tests.oracle import assert_oracle, nan_like
 
@@ -30,6 +31,12 @@ def _linear_module():
     import importlib
 
     return importlib.import_module("eet_triton.kernels.linear")
+
+
+def _activations_module():
+    import importlib
+
+    return importlib.import_module("eet_triton.kernels.activations")
 
 
 @pytest.fixture(params=["tma", "pointer"])
@@ -100,6 +107,26 @@ def test_erf_gelu_tails(dtype, device):
     _check(x, w, b, activation="gelu")
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_lean_gelu_within_an_ulp(dtype, device):
+    """The erf gelu of fp16/bf16 outputs (gelu_lean) against float64's y erfc(-y / sqrt 2) / 2 rounded
+    to the output dtype: every one of 4096 values over [-13, 13] (both tails, zero) is within one ulp.
+    (Below -13 the fp32 result is subnormal, which the interpreter rounds to bf16 wrongly.)
+    (torch's 0.5 y (1 + erf(y / sqrt 2)) cancels in the negative tail, even in float64: F.gelu of
+    -8.4 is -0.0 there, where the true value is -2.3e-16, a normal bf16.) x W^T with W the identity is
+    x exactly, so this measures the epilogue alone."""
+    assert _activations_module().kernel_activation("gelu", dtype) == "gelu_lean"
+    x = torch.linspace(-13, 13, 4096, dtype=torch.float64).to(dtype).reshape(256, 16).to(device)
+    x[0, 0] = 0
+    y = linear(x, torch.eye(16, dtype=dtype, device=device), activation="gelu")
+    exact = x.double() * 0.5 * torch.special.erfc(-x.double() / math.sqrt(2))
+    rounded = exact.to(dtype).double()
+    info = torch.finfo(dtype)
+    ulp = (torch.exp2(torch.floor(torch.log2(rounded.abs()))) * info.eps).clamp_min(info.smallest_normal * info.eps)
+    off = (y.double() - rounded).abs() / ulp
+    assert off.max().item() <= 1.0, f"{int((off > 1).sum())} values off by more than an ulp (worst {off.max().item():.1f})"
+
+
 def test_tuning_is_per_epilogue(device, monkeypatch):
     """One shape with four epilogues gets four tuned configs: the epilogue changes register
     pressure (libdevice's erff and a residual load change which configs spill), so a pick made for
@@ -113,7 +140,7 @@ def test_tuning_is_per_epilogue(device, monkeypatch):
     lin.linear(x, w, b, activation="gelu")
     lin.linear(x, w, b, activation="gelu_new")  # a HuggingFace spelling of gelu_tanh
     assert sorted((k.activation or "", k.residual) for k in lin._TUNED) == [
-        ("", False), ("", True), ("gelu", False), ("gelu_tanh", False)]
+        ("", False), ("", True), ("gelu_lean", False), ("gelu_tanh", False)]
 
 
 @pytest.mark.parametrize("K, N", [(48, 40), (40, 24)])
@@ -147,7 +174,8 @@ def _force_tma_config(monkeypatch, M, N, K, dtype, gated, **kwargs):
 
     warps, stages = kwargs.pop("num_warps"), kwargs.pop("num_stages")
     config = triton.Config({"GROUP_M": 8, "FLATTEN": False, "OCCUPANCY": 1, **kwargs}, num_warps=warps, num_stages=stages)
-    epilogues = [(canonical_activation(a), r) for a in (None, *ACTIVATIONS) for r in (False, True)]
+    activations = {kernel_activation(canonical_activation(a), dtype) for a in (None, *ACTIVATIONS)}
+    epilogues = [(a, r) for a in activations for r in (False, True)]
     tuned = {lin.TuneKey(shape_bucket(M), N, K, gated, dtype, True, *e): config for e in epilogues}
     monkeypatch.setattr(lin, "_TUNED", tuned)
 
