@@ -28,6 +28,8 @@ from eet_triton._backend import INTERPRET
 from eet_triton.errors import DeviceError, DTypeError, GraphCaptureError, ShapeError
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# For kernels: compiled for a GPU, so inline PTX and libdevice are there (the interpreter has neither).
+COMPILED = tl.constexpr(not INTERPRET)
 _TUNING_DIR = pathlib.Path(__file__).with_name("tuning")
 
 

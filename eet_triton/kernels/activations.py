@@ -10,8 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
-from eet_triton._backend import INTERPRET
 from eet_triton.errors import UnsupportedModelError
+from eet_triton.kernels._common import COMPILED
 
 # HuggingFace `hidden_act` / `activation_function` spellings -> our canonical names. Only names whose
 # function is exactly one of ours are listed: gelu_fast's 0.7978845608 equals sqrt(2/pi) to 3.6e-12
@@ -65,14 +65,13 @@ def kernel_activation(name: str | None, out_dtype: torch.dtype) -> str | None:
     return name
 
 
-_APPROX = tl.constexpr(not INTERPRET)  # the interpreter runs no PTX
 _TWO_TO_MINUS_64 = tl.constexpr(2.0**-64)
 
 
 @triton.jit
 def _rcp_approx(x):
     """1 / x by the SFU's rcp.approx (1 ulp), without the IEEE division's range fix-ups."""
-    if _APPROX:
+    if COMPILED:
         return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
                                          is_pure=True, pack=1)
     else:
@@ -82,7 +81,7 @@ def _rcp_approx(x):
 @triton.jit
 def _exp2_approx(x):
     """2^x by ex2.approx (2 ulp), flushing subnormal results to zero (tl.exp2 adds a range fix-up)."""
-    if _APPROX:
+    if COMPILED:
         return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
                                          is_pure=True, pack=1)
     else:

@@ -39,6 +39,7 @@ from triton.language.extra import libdevice
 from eet_triton._backend import INTERPRET
 from eet_triton.errors import ShapeError, UnsupportedModelError
 from eet_triton.kernels._common import (
+    COMPILED,
     FLOAT_DTYPES,
     autotune,
     bench_in_graph,
@@ -86,14 +87,11 @@ def _score_units(x, DOT_PRECISION: tl.constexpr):
         return x * LOG2E
 
 
-_LIBDEVICE = tl.constexpr(not INTERPRET)  # the interpreter has no libdevice; its tl.exp is numpy's
-
-
 @triton.jit
 def _exp(x, DOT_PRECISION: tl.constexpr):
     """exp of scores in _score_units: libdevice's expf in fp32 (tl.exp compiles to ex2.approx of a
     rounded x log2 e, the error _score_units avoids), exp2 otherwise."""
-    if DOT_PRECISION == "ieee" and _LIBDEVICE:
+    if DOT_PRECISION == "ieee" and COMPILED:  # (the interpreter's tl.exp is numpy's)
         return libdevice.exp(x)
     elif DOT_PRECISION == "ieee":
         return tl.exp(x)

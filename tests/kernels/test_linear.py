@@ -33,12 +33,6 @@ def _linear_module():
     return importlib.import_module("eet_triton.kernels.linear")
 
 
-def _activations_module():
-    import importlib
-
-    return importlib.import_module("eet_triton.kernels.activations")
-
-
 @pytest.fixture(params=["tma", "pointer"])
 def path(request, monkeypatch):
     """Runs a test through each GEMM kernel: the TMA kernel (Hopper; forced on in the interpreter,
@@ -115,7 +109,7 @@ def test_lean_gelu_within_an_ulp(dtype, device):
     (torch's 0.5 y (1 + erf(y / sqrt 2)) cancels in the negative tail, even in float64: F.gelu of
     -8.4 is -0.0 there, where the true value is -2.3e-16, a normal bf16.) x W^T with W the identity is
     x exactly, so this measures the epilogue alone."""
-    assert _activations_module().kernel_activation("gelu", dtype) == "gelu_lean"
+    assert kernel_activation("gelu", dtype) == "gelu_lean"
     x = torch.linspace(-13, 13, 4096, dtype=torch.float64).to(dtype).reshape(256, 16).to(device)
     x[0, 0] = 0
     y = linear(x, torch.eye(16, dtype=dtype, device=device), activation="gelu")
