@@ -4,7 +4,7 @@ The question the per-GEMM sweeps cannot answer: each sweep GEMM has the GPU to i
 CLIP the other tower's kernels share the SMs.
 
     PYTHONPATH=. python3 bench/bench_pick.py [--model clip|bert] [--batch 128] [--stages 2]
-        [--config "128x128x64 w4 s3 2/SM pointer"] [--without-wide]
+        [--config "128x128x64 w4 s3 2/SM pointer"] [--without wide|stagger]
 
 Loads the model and runs it once (tuning every GEMM as in use, capturing its CUDA graph: model
 A). Then every tuned TMA GEMM pick with `--stages` pipeline stages is replaced by `--config` (a
@@ -12,9 +12,9 @@ name as bench/sweep_linear.py prints it, from tuning/linear_tma.yaml) and a seco
 loaded and run (model B: its graph captures the replaced picks; A's keeps its own). Prints the
 replaced picks, then both forwards timed interleaved (three rounds, min of medians, graph replay)
 and whether their outputs agree bit for bit. With EET_BENCH_OUT set, also writes summary_pick.md.
---without-wide: instead, every pick that is a wide tile (EXTRA_N) is tuned again without the
-wide configs, so B is the model as it would be tuned had the YAML none (its outputs may differ
-in the last bit: another tile width sums in another order).
+--without wide|stagger: instead, every pick that is a wide tile (EXTRA_N) or a staggered grid
+(STAGGER) is tuned again without those configs, so B is the model as it would be tuned had the
+YAML none (its outputs may differ in the last bit: another tile sums in another order).
 """
 
 from __future__ import annotations
@@ -34,13 +34,18 @@ from bench._out import save
 from bench.bench_switch import interleaved_ms, model_inputs
 
 
+# --without's choices: the config flag that marks those picks
+WITHOUT = {"wide": "EXTRA_N", "stagger": "STAGGER"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["clip", "bert"], default="clip")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--stages", type=int, default=2, help="replace the picks with this many stages")
     parser.add_argument("--config", default="128x128x64 w4 s3 2/SM pointer", help="what replaces them")
-    parser.add_argument("--without-wide", action="store_true", help="B: the wide-tile picks tuned again without them")
+    parser.add_argument("--without", choices=sorted(WITHOUT),
+                        help="B: the picks of that kind (wide tiles, staggered grids) tuned again without them")
     args = parser.parse_args()
     by_name = {describe(c): c for c in tuning_configs("linear_tma")}
     if args.config not in by_name:
@@ -54,15 +59,16 @@ def main() -> None:
         def pick(key, config):
             return f"  M bucket {key.m_bucket}, N {key.n}, K {key.k}: {describe(config)}"
 
-        replaced, wide_keys = [], []
-        if args.without_wide:
+        replaced, retuned = [], []
+        if args.without:
+            flag = WITHOUT[args.without]
             tuner = linear._linear_tma_kernel
-            tuner.configs = [c for c in tuner.configs if not c.kwargs.get("EXTRA_N")]
+            tuner.configs = [c for c in tuner.configs if not c.kwargs.get(flag)]
             tuner.cache.clear()  # (the on-disk results are keyed by the config list too)
-            wide_keys = [k for k, c in linear._TUNED.items() if c.kwargs.get("EXTRA_N")]
-            for key in wide_keys:
+            retuned = [k for k, c in linear._TUNED.items() if c.kwargs.get(flag)]
+            for key in retuned:
                 replaced.append(pick(key, linear._TUNED.pop(key)))
-            label = "B (wide picks tuned again without them)"
+            label = f"B ({args.without} picks tuned again without them)"
         else:
             for key, config in linear._TUNED.items():
                 if key.tma and config.num_stages == args.stages:
@@ -72,8 +78,8 @@ def main() -> None:
         print(f"replaced {len(replaced)} picks:\n" + "\n".join(replaced), flush=True)
         models[label] = eet_triton.load(path, device=0, dtype="fp16")
         outputs[label] = models[label](**inputs)[0].clone()
-        if wide_keys:
-            print("B's picks for them:\n" + "\n".join(pick(k, linear._TUNED[k]) for k in wide_keys), flush=True)
+        if retuned:
+            print("B's picks for them:\n" + "\n".join(pick(k, linear._TUNED[k]) for k in retuned), flush=True)
         a, b = interleaved_ms(models, inputs).values()
     same = torch.equal(*outputs.values())
     text = (f"| model | batch | A ms | B ms | B/A | same output |\n| --- | ---: | ---: | ---: | ---: | --- |\n"

@@ -97,7 +97,7 @@ def describe(config):
     flat = " flat" if c.get("FLATTEN") else ""
     store = f" {c['STORE']}" if "STORE" in c else ""
     occupancy = f" {c['OCCUPANCY']}/SM" if c.get("OCCUPANCY", 1) > 1 else ""
-    tail = " tail" if c.get("TAIL") else ""
+    tail = " tail" if c.get("TAIL") else " stagger" if c.get("STAGGER") else ""
     cap = f" r{config.maxnreg}" if getattr(config, "maxnreg", None) else ""
     width = f"{c['BLOCK_N']}+{c['EXTRA_N']}" if c.get("EXTRA_N") else f"{c['BLOCK_N']}"
     return (f"{c['BLOCK_M']}x{width}x{c['BLOCK_K']} w{config.num_warps} s{config.num_stages}{flat}{occupancy}"

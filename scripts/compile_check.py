@@ -106,7 +106,7 @@ def _resources(kernel) -> str:
 def _config(kwargs: dict) -> str:
     """The tuning choices among a launch's keyword arguments, compactly."""
     blocks = "x".join(str(v) for k, v in kwargs.items() if k.startswith("BLOCK_") and k != "BLOCK_D")
-    rest = [f"{k}={v}" for k, v in kwargs.items() if k in ("EXTRA_N", "OCCUPANCY", "STORE", "TAIL", "FLATTEN", "maxnreg") and v]
+    rest = [f"{k}={v}" for k, v in kwargs.items() if k in ("EXTRA_N", "OCCUPANCY", "STORE", "TAIL", "STAGGER", "FLATTEN", "maxnreg") and v]
     return f"{blocks} w{kwargs.get('num_warps', 4)} s{kwargs.get('num_stages', '?')} {' '.join(rest)}".rstrip()
 
 

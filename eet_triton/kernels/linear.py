@@ -60,6 +60,9 @@ def _prune_configs(configs, named_args, **kwargs):
             and (c.kwargs.get("OCCUPANCY", 1) == 1 or tiles > sms)
             # TAIL splits only past one round (here judged at the bucket's M, which is at least M)
             and (not c.kwargs.get("TAIL") or (not PERSISTENT and tiles > sms * c.kwargs.get("OCCUPANCY", 1)))
+            # STAGGER only on the per-tile grid, for two programs per SM, and where they fill a round
+            and (not c.kwargs.get("STAGGER") or (not PERSISTENT and not c.kwargs.get("TAIL")
+                                                 and c.kwargs.get("OCCUPANCY", 1) == 2 and tiles >= 2 * sms))
         )
 
     kept = [c for c in configs if fits(c)]
@@ -85,6 +88,28 @@ def _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
     first_pid_m = (tile // tiles_per_group) * GROUP_M
     group_rows = min(num_pid_m - first_pid_m, GROUP_M)
     return first_pid_m + (tile % tiles_per_group) % group_rows, (tile % tiles_per_group) // group_rows
+
+
+@triton.jit
+def _split_work(pid, num_tiles, num_programs, TAIL: tl.constexpr):
+    """(tile, half) that program `pid` computes when num_programs - num_tiles = S tiles run as two
+    half-height tiles each: half is -1 for the whole tile, 0 / 1 for its top / bottom half.
+    TAIL: the last S tiles, as pairs of programs at the end of the grid. Otherwise (STAGGER): programs
+    [0, S) take whole tiles, [S, 2S) the top halves of tiles S..2S-1, [2S, T) whole tiles, and [T, T + S)
+    the bottom halves. With S the SM count and two programs per SM, each SM's second program of the
+    first round ends at half time and the two stay half a tile apart, so one's epilogue (ALU work)
+    runs under the other's main loop (tensor cores), as in a ping-pong GEMM; unstaggered they reach
+    their epilogues together."""
+    split = num_programs - num_tiles
+    if TAIL:
+        num_whole = num_tiles - split
+        tile = tl.where(pid < num_whole, pid, num_whole + (pid - num_whole) // 2)
+        half = tl.where(pid < num_whole, -1, (pid - num_whole) % 2)
+    else:
+        bottom = pid >= num_tiles
+        tile = tl.where(bottom, pid - num_tiles + split, pid)
+        half = tl.where(bottom, 1, tl.where((pid >= split) & (pid < 2 * split), 0, -1))
+    return tile, half
 
 
 @triton.jit
@@ -407,6 +432,7 @@ def _linear_tma_kernel(
     PDL: tl.constexpr,
     TAIL: tl.constexpr = False,
     EXTRA_N: tl.constexpr = 0,
+    STAGGER: tl.constexpr = False,
 ):  # fmt: skip
     wait_for_predecessor(PDL)
     # The Hopper path: x and W tiles arrive by the bulk tensor copy engine (TMA), which zero-fills
@@ -420,16 +446,16 @@ def _linear_tma_kernel(
     num_pid_n = tl.cdiv(N, TILE_N)
     num_tiles = num_pid_m * num_pid_n
     k_tiles = tl.cdiv(K, BLOCK_K)
-    if TAIL:
-        # One program per tile, but the last round's tiles (when it would run less than half full,
-        # see _split_tail) run as two half-height tiles each, on two programs: the round takes
-        # half as long. The grid holds one extra program per split tile.
-        pid = tl.program_id(0)
-        num_whole = 2 * num_tiles - tl.num_programs(0)
+    if TAIL or STAGGER:
+        # One program per tile, but some tiles run as two half-height tiles on two programs (the grid
+        # holds one extra program per split tile): under TAIL the last round's (when it would run at
+        # most half full, see _split_tail: the round takes half as long); under STAGGER the first
+        # round's second programs' (see _split_work).
+        tile, half = _split_work(tl.program_id(0), num_tiles, tl.num_programs(0), TAIL)
+        pid_m, pid_n = _tile_coords(tile, num_pid_m, num_pid_n, GROUP_M)
         # (each branch computes and stores its own block: Triton merges values that leave an if,
         # and the two blocks differ in shape)
-        if pid < num_whole:
-            pid_m, pid_n = _tile_coords(pid, num_pid_m, num_pid_n, GROUP_M)
+        if half < 0:
             _tma_tile(
                 x_desc, w_desc, gate_w_desc, w_extra_desc, pid_m * BLOCK_M, pid_n * TILE_N, k_tiles, M, N,
                 bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
@@ -438,11 +464,9 @@ def _linear_tma_kernel(
                 BLOCK_M, BLOCK_N, BLOCK_K, STORE, EXTRA_N,
             )  # fmt: skip
         else:
-            half = pid - num_whole
-            pid_m, pid_n = _tile_coords(num_whole + half // 2, num_pid_m, num_pid_n, GROUP_M)
             # masked pointer stores: the TMA store descriptors are shaped for whole tiles
             _tma_tile(
-                x_half_desc, w_desc, gate_w_desc, w_extra_desc, pid_m * BLOCK_M + (half % 2) * (BLOCK_M // 2),
+                x_half_desc, w_desc, gate_w_desc, w_extra_desc, pid_m * BLOCK_M + half * (BLOCK_M // 2),
                 pid_n * TILE_N,
                 k_tiles, M, N, bias_ptr, gate_bias_ptr, residual_ptr, y_ptr, residual_desc, y_desc,
                 stride_biasn, stride_gate_biasn, stride_residualm, stride_residualn, stride_ym, stride_yn,
@@ -526,6 +550,12 @@ def _split_tail(tiles: int, slots: int) -> int:
     SMs: 300 tiles, a last round of 36: 72 half tiles, half as long."""
     tail = tiles % slots
     return tail if tiles > slots and 2 * tail <= slots else 0
+
+
+def _stagger(tiles: int, sms: int) -> int:
+    """How many tiles a STAGGER config splits into halves (_split_work): one per SM, where the tiles
+    fill the first round's two programs per SM (fewer, and no SM has a second program to stagger)."""
+    return sms if tiles >= 2 * sms else 0
 
 
 class TuneKey(NamedTuple):
@@ -648,6 +678,8 @@ def linear(
             if PERSISTENT:
                 return (min(tiles, slots),)
             split = _split_tail(tiles, slots) if meta.get("TAIL") and SPLIT_TAIL else 0
+            if meta.get("STAGGER"):
+                split = _stagger(tiles, programs)
             return (min(tiles + split, _MAX_GRID),)
 
         constexprs = dict(

@@ -215,6 +215,32 @@ def test_tail_split_real_size(M, monkeypatch):
     _check_real(x, w, b, residual=residual)
 
 
+def test_stagger_rule():
+    """STAGGER splits one tile per SM, and only where the tiles fill two programs on every SM."""
+    stagger = _linear_module()._stagger
+    assert stagger(768, 132) == 132  # BERT b32 FFN1 in 128x128 tiles
+    assert stagger(263, 132) == 0 and stagger(264, 132) == 132
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("store", ["pointer", "tma"])
+@pytest.mark.parametrize("M", [70, 96])
+def test_stagger_splits_first_second_programs(dtype, store, M, device, monkeypatch):
+    """STAGGER on 2 "SMs": 64x32 tiles of an Mx72 output are 2 x 3 = 6; programs 0-1 take tiles 0-1,
+    2-3 the top halves of tiles 2-3, 4-5 tiles 4-5, 6-7 the bottom halves of tiles 2-3 (with
+    GROUP_M 8, tile 2 is row block 0 and tile 3 row block 1, whose bottom half at M = 70 lies below
+    the last row and stores nothing; at M = 96 it is half full)."""
+    lin = _linear_module()
+    K, N = 40, 72
+    monkeypatch.setattr(lin, "_num_programs", lambda device: 2)
+    assert lin._stagger(6, 2) == 2
+    _force_tma_config(monkeypatch, M, N, K, dtype, False, BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, STORE=store,
+                      OCCUPANCY=2, STAGGER=True, num_warps=4, num_stages=2)
+    x, w, b = _inputs((M,), K, N, dtype, device)
+    residual = torch.randn(M, N, device=device).to(dtype)
+    _check(x, w, b, activation="gelu", residual=residual)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("store", ["pointer", "tma_split"])
 @pytest.mark.parametrize("N", [96, 72])
