@@ -60,9 +60,9 @@ def _prune_configs(configs, named_args, **kwargs):
             and (c.kwargs.get("OCCUPANCY", 1) == 1 or tiles > sms)
             # TAIL splits only past one round (here judged at the bucket's M, which is at least M)
             and (not c.kwargs.get("TAIL") or (not PERSISTENT and tiles > sms * c.kwargs.get("OCCUPANCY", 1)))
-            # STAGGER only on the per-tile grid, for two programs per SM, and where they fill a round
+            # STAGGER only on the per-tile grid, for two programs per SM, and where it splits tiles
             and (not c.kwargs.get("STAGGER") or (not PERSISTENT and not c.kwargs.get("TAIL")
-                                                 and c.kwargs.get("OCCUPANCY", 1) == 2 and tiles >= 2 * sms))
+                                                 and c.kwargs.get("OCCUPANCY", 1) == 2 and _stagger(tiles, sms) > 0))
         )
 
     kept = [c for c in configs if fits(c)]
@@ -677,9 +677,10 @@ def linear(
             slots = programs * meta.get("OCCUPANCY", 1)
             if PERSISTENT:
                 return (min(tiles, slots),)
-            split = _split_tail(tiles, slots) if meta.get("TAIL") and SPLIT_TAIL else 0
             if meta.get("STAGGER"):
                 split = _stagger(tiles, programs)
+            else:
+                split = _split_tail(tiles, slots) if meta.get("TAIL") and SPLIT_TAIL else 0
             return (min(tiles + split, _MAX_GRID),)
 
         constexprs = dict(
